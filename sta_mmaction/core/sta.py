@@ -1,0 +1,236 @@
+"""STA, Semantic-aware Temporal Accumulation: the token-selection rule.
+
+Plain PyTorch on ``(B, N, C)`` tensors, importable without mmengine. The
+functions return indices; the backbones gather with them. The rule is the one
+of the paper's released code (Ding et al., "Prune Spatio-temporal Tokens by
+Semantic-aware Temporal Accumulation", ICCV 2023), restated here:
+
+* The token sequence (time-major) is cut into ``G`` equal consecutive groups.
+  Every group loses exactly ``r`` tokens.
+* The first visited group drops, among its even positions, the ``r`` tokens
+  most similar (key cosine) to any odd position, in the spirit of ToMe's
+  bipartite matching (Bolya et al., ICLR 2023).
+* Every later group accumulates redundancy from the group visited before it:
+  a softmax over the new group's tokens of the key cosines, weighted by the
+  source tokens' own accumulated redundancy. The score ``acc * (1 - a)``, with
+  ``a`` the min-max normalised channel-sum of ``|x|``, drops the tokens that
+  are both redundant and semantically weak.
+"""
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Number of prune points of the schedule.
+NUM_PRUNE_POINTS = 3
+
+
+def prune_layers(depth: int) -> Tuple[int, int, int]:
+    """0-based indices of the blocks after which tokens are pruned."""
+    if depth < NUM_PRUNE_POINTS:
+        raise ValueError(f'depth={depth} is too shallow for STA: it prunes '
+                         f'after {NUM_PRUNE_POINTS} distinct blocks, so '
+                         f'depth must be >= {NUM_PRUNE_POINTS}.')
+    return 0, depth // 3, 2 * depth // 3
+
+
+def group_schedule(num_slices: int) -> Tuple[int, int, int]:
+    """Number of groups at each prune point for ``num_slices`` slices.
+
+    Args:
+        num_slices (int): Temporal token slices, ``num_frames //
+            tubelet_size`` (``T0``).
+
+    Returns:
+        tuple[int]: ``(T0, T0 // 2, T0 // 4)``.
+    """
+    if num_slices < 4 or num_slices % 4 != 0:
+        raise ValueError(
+            f'num_frames / tubelet_size = {num_slices} temporal slices '
+            'cannot be split by the STA schedule, which groups 1, 2 and 4 '
+            'slices at its three prune points: the number of slices must be '
+            'a positive multiple of 4 (e.g. num_frames=16, tubelet_size=2).')
+    return num_slices, num_slices // 2, num_slices // 4
+
+
+def group_sizes(tokens_per_slice: int, num_slices: int,
+                drop_number: int) -> List[int]:
+    """Tokens per group seen at each prune point (before dropping)."""
+    groups = group_schedule(num_slices)
+    sizes = []
+    total = tokens_per_slice * num_slices
+    for g in groups:
+        sizes.append(total // g)
+        total -= g * drop_number
+    return sizes
+
+
+def token_counts(tokens_per_slice: int, num_slices: int,
+                 drop_number: int) -> List[int]:
+    """Token count of the sequence before the first and after each point.
+
+    For 16x224x224 (196 tokens per slice, 8 slices):
+    ``[1568, 1568 - 8r, 1568 - 12r, 1568 - 14r]``.
+    """
+    counts = [tokens_per_slice * num_slices]
+    for g in group_schedule(num_slices):
+        counts.append(counts[-1] - g * drop_number)
+    return counts
+
+
+def max_drop_number(tokens_per_slice: int, num_slices: int) -> int:
+    """Largest ``r`` for which every group keeps at least half its tokens."""
+    r = tokens_per_slice // 2
+    while r > 0 and not _fits(tokens_per_slice, num_slices, r):
+        r -= 1
+    return r
+
+
+def _fits(tokens_per_slice: int, num_slices: int, drop_number: int) -> bool:
+    return all(drop_number <= n // 2 for n in group_sizes(
+        tokens_per_slice, num_slices, drop_number))
+
+
+def validate_drop_number(drop_number: int) -> None:
+    """Raise a ``ValueError`` unless ``drop_number`` is an int >= 0."""
+    if isinstance(drop_number, bool) or not isinstance(drop_number, int):
+        raise ValueError(f'drop_number must be an int, got {drop_number!r} '
+                         f'({type(drop_number).__name__}).')
+    if drop_number < 0:
+        raise ValueError(f'drop_number={drop_number} is negative; it is the '
+                         'number of tokens dropped per group at every prune '
+                         'point and must be >= 0 (0 disables pruning).')
+
+
+def check_drop_number(drop_number: int, tokens_per_slice: int,
+                      num_slices: int) -> None:
+    """Raise a ``ValueError`` unless ``drop_number`` suits the token grid."""
+    validate_drop_number(drop_number)
+    group_schedule(num_slices)
+    if drop_number and not _fits(tokens_per_slice, num_slices, drop_number):
+        sizes = group_sizes(tokens_per_slice, num_slices, drop_number)
+        raise ValueError(
+            f'drop_number={drop_number} is too large for a grid of '
+            f'{num_slices} slices x {tokens_per_slice} tokens: the groups at '
+            f'the three prune points would hold {sizes} tokens and STA drops '
+            'at most half of a group. The largest allowed drop_number is '
+            f'{max_drop_number(tokens_per_slice, num_slices)}.')
+
+
+def semantic_activation(x: Tensor, num_groups: int) -> Tensor:
+    """(B, N, C) -> (B, G, n): channel-sum of ``|x|``, min-max per group.
+
+    A group whose tokens all have the same activation (a constant clip, for
+    example) has no semantic contrast; it gets ``0`` everywhere instead of the
+    ``0 / 0`` of a plain min-max.
+    """
+    b, n_tok, _ = x.shape
+    a = x.abs().sum(-1, dtype=torch.float32)  # (B, N)
+    a = a.view(b, num_groups, n_tok // num_groups)  # (B, G, n)
+    a_min = a.amin(-1, keepdim=True)  # (B, G, 1)
+    a_rng = a.amax(-1, keepdim=True) - a_min  # (B, G, 1)
+    safe = torch.where(a_rng > 0, a_rng, torch.ones_like(a_rng))
+    return torch.where(a_rng > 0, (a - a_min) / safe, torch.zeros_like(a))
+
+
+def parity_drop(keys: Tensor, r: int) -> Tuple[Tensor, Tensor]:
+    """(B, n, c) unit keys -> kept local indices (B, n - r) and the dropped.
+
+    Even positions (set A) are scored by their highest cosine to any odd
+    position (set B); the ``r`` A tokens with the highest scores are dropped.
+    Kept order: every B token in its order, then the remaining A tokens by
+    ascending score. Ties are broken by position (stable sort).
+    """
+    b, n, _ = keys.shape
+    a_keys, b_keys = keys[:, 0::2], keys[:, 1::2]  # (B, nA, c), (B, nB, c)
+    best = (a_keys @ b_keys.transpose(1, 2)).amax(-1)  # (B, nA)
+    order = torch.argsort(best, dim=-1, stable=True)  # ascending
+    n_a = a_keys.shape[1]
+    kept_a = order[:, :n_a - r] * 2  # (B, nA - r), even positions
+    dropped = order[:, n_a - r:] * 2  # (B, r)
+    odd = torch.arange(1, n, 2, device=keys.device).expand(b, -1)  # (B, nB)
+    return torch.cat([odd, kept_a], dim=1), dropped
+
+
+def accumulate(src_keys: Tensor, src_weight: Tensor, keys: Tensor) -> Tensor:
+    """Accumulated redundancy of a group's tokens with respect to a source.
+
+    Args:
+        src_keys (Tensor): (B, m, c) unit keys of the source tokens.
+        src_weight (Tensor): (B, m) weight of each source token.
+        keys (Tensor): (B, n, c) unit keys of the group.
+
+    Returns:
+        Tensor: (B, n), ``w @ softmax(cos(src, group), over the group)``.
+    """
+    prob = (src_keys @ keys.transpose(1, 2)).softmax(dim=-1)  # (B, m, n)
+    return (src_weight.unsqueeze(1) @ prob).squeeze(1)  # (B, n)
+
+
+def sta_select(x: Tensor,
+               keys: Tensor,
+               num_groups: int,
+               r: int,
+               reverse: bool = False) -> Tensor:
+    """(B, N, C), (B, N, c) -> (B, N - G * r) indices of the kept tokens.
+
+    Args:
+        x (Tensor): (B, N, C) block output tokens, time-major.
+        keys (Tensor): (B, N, c) the block's attention keys, averaged over
+            heads. They are L2-normalised here.
+        num_groups (int): G, the number of equal consecutive groups.
+        r (int): Tokens dropped per group.
+        reverse (bool): Visit the groups in reverse time order.
+            Defaults to False.
+
+    Returns:
+        Tensor: (B, N - G * r) int64 indices into ``N``. Groups appear in time
+        order; inside a group the order is the rule's (see the module doc),
+        which the next prune point depends on.
+    """
+    b, n_tok, _ = x.shape
+    if n_tok % num_groups:
+        raise ValueError(f'{n_tok} tokens cannot be cut into num_groups='
+                         f'{num_groups} equal groups.')
+    n = n_tok // num_groups
+    if r <= 0:
+        return torch.arange(n_tok, device=x.device).expand(b, -1)
+    if r > n // 2:
+        raise ValueError(f'drop_number={r} exceeds half of a group of {n} '
+                         f'tokens; at most {n // 2} is allowed here.')
+    # Scores are compared across tokens, so they are kept in float32 even
+    # when the backbone runs under fp16/bf16 autocast.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        unit = F.normalize(keys.float(), dim=-1)  # (B, N, c)
+        unit = unit.view(b, num_groups, n, -1)  # (B, G, n, c)
+        sem = semantic_activation(x, num_groups)  # (B, G, n)
+        order = range(num_groups - 1, -1, -1) if reverse else range(
+            num_groups)
+        kept: List[Tensor] = [None] * num_groups  # type: ignore
+        src_keys = src_w = None
+        for step, g in enumerate(order):
+            k_g = unit[:, g]  # (B, n, c)
+            if step == 0:
+                local, _ = parity_drop(k_g, r)  # (B, n - r)
+                src_keys = k_g
+                src_w = k_g.new_ones(b, n)
+            else:
+                acc = accumulate(src_keys, src_w, k_g)  # (B, n)
+                score = acc * (1 - sem[:, g])  # (B, n)
+                local = torch.argsort(score, dim=-1, stable=True)[:, :n - r]
+                src_keys = _take(k_g, local)  # (B, n - r, c)
+                src_w = acc.gather(1, local)  # (B, n - r)
+                src_w = src_w / src_w.sum(-1, keepdim=True)
+            kept[g] = local + g * n
+    return torch.cat(kept, dim=1)
+
+
+def _take(x: Tensor, idx: Tensor) -> Tensor:
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
+    """(B, N, C), (B, M) -> (B, M, C)."""
+    return _take(x, idx)
+

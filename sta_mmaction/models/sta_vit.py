@@ -1,0 +1,199 @@
+"""STAViT: MMAction2's VideoMAE ``VisionTransformer`` with STA pruning."""
+import inspect
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmaction.models.backbones.vit_mae import Attention, Block, \
+    VisionTransformer
+from mmaction.registry import MODELS
+from torch import Tensor
+
+from ..core import (check_drop_number, gather_tokens, group_schedule,
+                    prune_layers, sta_select, token_counts,
+                    validate_drop_number)
+
+
+def attention_with_keys(attn: Attention, x: Tensor) -> Tuple[Tensor, Tensor]:
+    """(B, N, C) -> output (B, N, C) and head-averaged keys (B, N, C / h).
+
+    A copy of ``Attention.forward`` from mmaction 1.2.0 that also hands back
+    the keys it computes, so STA never projects them a second time.
+    """
+    B, N, C = x.shape
+
+    if hasattr(attn, 'q_bias'):
+        k_bias = torch.zeros_like(attn.v_bias, requires_grad=False)
+        qkv_bias = torch.cat((attn.q_bias, k_bias, attn.v_bias))
+        qkv = F.linear(input=x, weight=attn.qkv.weight, bias=qkv_bias)
+    else:
+        qkv = attn.qkv(x)
+
+    qkv = qkv.reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, N, C / h)
+
+    q = q * attn.scale
+    a = q @ k.transpose(-2, -1)  # (B, h, N, N)
+
+    a = a.softmax(dim=-1)
+    a = attn.attn_drop(a)
+
+    x = (a @ v).transpose(1, 2).reshape(B, N, -1)
+    x = attn.proj(x)
+    x = attn.proj_drop(x)
+    # --- STA: keys averaged over heads (B, N, C / h) ---
+    return x, k.mean(1)
+    # --- end STA ---
+
+
+def block_with_keys(blk: Block, x: Tensor) -> Tuple[Tensor, Tensor]:
+    """(B, N, C) -> ``Block.forward(x)`` and the attention's keys."""
+    # --- STA: the attention also returns its keys ---
+    y, keys = attention_with_keys(blk.attn, blk.norm1(x))
+    # --- end STA ---
+    if hasattr(blk, 'gamma_1'):
+        x = x + blk.drop_path(blk.gamma_1 * y)
+        x = x + blk.drop_path(blk.gamma_2 * blk.mlp(blk.norm2(x)))
+    else:
+        x = x + blk.drop_path(y)
+        x = x + blk.drop_path(blk.mlp(blk.norm2(x)))
+    return x, keys
+
+
+@MODELS.register_module()
+class STAViT(VisionTransformer):
+    """VideoMAE ViT with Semantic-aware Temporal Accumulation pruning.
+
+    Takes every argument of MMAction2's ``VisionTransformer`` and adds none
+    of its own parameters, so released checkpoints load with
+    ``strict=True``. After the blocks ``0``, ``depth // 3`` and
+    ``2 * depth // 3``, the tokens are cut into ``T0``, ``T0 / 2`` and
+    ``T0 / 4`` consecutive groups (``T0 = num_frames / tubelet_size``) and
+    each group loses ``drop_number`` tokens by the STA rule
+    (:func:`sta_mmaction.core.sta_select`). The head mean-pools the tokens
+    that survive.
+
+    Args:
+        drop_number (int): ``r``, tokens dropped per group at every prune
+            point. ``0`` gives the stock model exactly. Defaults to 0.
+        *args, **kwargs: Arguments of ``VisionTransformer``.
+    """
+
+    def __init__(self, *args, drop_number: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        bound = inspect.signature(VisionTransformer.__init__).bind(
+            self, *args, **kwargs)
+        bound.apply_defaults()
+        cfg = bound.arguments
+        self.num_frames = cfg['num_frames']
+        self.tubelet_size = cfg['tubelet_size']
+        self.drop_number = drop_number
+        self.prune_layers = prune_layers(len(self.blocks))
+        validate_drop_number(drop_number)
+        if drop_number > 0:
+            self._check_schedule(self.num_frames, *self.grid_size)
+            if self.return_feat_map:
+                raise ValueError(
+                    'return_feat_map=True needs the full token grid, but '
+                    f'drop_number={drop_number} prunes it. Use '
+                    'drop_number=0 for feature maps.')
+            if self.fc_norm is None:
+                raise ValueError(
+                    'use_mean_pooling=False takes token 0 as the clip '
+                    f'feature, which drop_number={drop_number} reorders; '
+                    'STA needs use_mean_pooling=True.')
+
+    def _check_schedule(self, frames: int, grid_h: int, grid_w: int) -> None:
+        if frames % self.tubelet_size:
+            raise ValueError(
+                f'num_frames={frames} is not a multiple of tubelet_size='
+                f'{self.tubelet_size}, so the STA schedule cannot cut it '
+                'into temporal slices.')
+        check_drop_number(self.drop_number, grid_h * grid_w,
+                          frames // self.tubelet_size)
+
+    def token_counts(self,
+                     grid: Optional[Tuple[int, int]] = None) -> List[int]:
+        """Tokens before the first prune point and after each one.
+
+        Args:
+            grid (tuple[int], optional): Spatial token grid ``(h, w)``.
+                Defaults to None, the grid of ``img_size``.
+        """
+        h, w = grid or self.grid_size
+        return token_counts(h * w, self.num_frames // self.tubelet_size,
+                            self.drop_number)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f'STAViT expects a (B, C, T, H, W) clip, got a '
+                             f'tensor of shape {tuple(x.shape)}.')
+        _, c, t, h, w = x.shape
+        in_ch = self.patch_embed.projection.in_channels
+        if (c != in_ch or t != self.num_frames or h % self.patch_size
+                or w % self.patch_size):
+            raise ValueError(
+                f'STAViT was built for clips of {in_ch} channels x '
+                f'{self.num_frames} frames with sides divisible by '
+                f'patch_size={self.patch_size} (img_size '
+                f'{self.grid_size[0] * self.patch_size}), but got a clip of '
+                f'shape (C, T, H, W) = {(c, t, h, w)}.')
+        if (h // self.patch_size, w // self.patch_size) != self.grid_size:
+            self._check_schedule(t, h // self.patch_size,
+                                 w // self.patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> (B, C') clip features."""
+        if self.drop_number == 0:
+            return super().forward(x)
+        return self.forward_pruned(x)[0]
+
+    def forward_pruned(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """(B, C, T, H, W) -> features (B, C') and kept positions per point.
+
+        A copy of ``VisionTransformer.forward`` from mmaction 1.2.0 with the
+        pruning fenced in. The second output holds, for each prune point, the
+        (B, N_kept) indices of the surviving tokens in the full (time-major)
+        token grid, in the order the rule leaves them.
+        """
+        # --- STA: validate the clip before any reshape can fail ---
+        self._check_input(x)
+        # --- end STA ---
+        b, _, _, h, w = x.shape
+        h //= self.patch_size
+        w //= self.patch_size
+        x = self.patch_embed(x)[0]  # (B, N, C)
+        if (h, w) != self.grid_size:
+            pos_embed = self.pos_embed.reshape(-1, *self.grid_size,
+                                               self.embed_dims)
+            pos_embed = pos_embed.permute(0, 3, 1, 2)
+            pos_embed = F.interpolate(
+                pos_embed, size=(h, w), mode='bicubic', align_corners=False)
+            pos_embed = pos_embed.permute(0, 2, 3, 1).flatten(1, 2)
+            pos_embed = pos_embed.reshape(1, -1, self.embed_dims)
+        else:
+            pos_embed = self.pos_embed
+
+        x = x + pos_embed
+        x = self.pos_drop(x)
+
+        # --- STA: prune after the blocks of self.prune_layers ---
+        groups = group_schedule(self.num_frames // self.tubelet_size)
+        point = dict(zip(self.prune_layers, range(len(groups))))
+        positions = torch.arange(x.shape[1], device=x.device).expand(b, -1)
+        kept = []
+        for i, blk in enumerate(self.blocks):
+            if i not in point:
+                x = blk(x)
+                continue
+            p = point[i]
+            x, keys = block_with_keys(blk, x)  # (B, N, C), (B, N, C / h)
+            idx = sta_select(
+                x, keys, groups[p], self.drop_number, reverse=p == 1)
+            x = gather_tokens(x, idx)  # (B, N', C)
+            positions = positions.gather(1, idx)  # (B, N')
+            kept.append(positions)
+        # --- end STA ---
+
+        x = self.norm(x)
+        return self.fc_norm(x.mean(1)), kept
