@@ -1,0 +1,3 @@
+_base_ = ['./_base_/sta_vitl_k400.py']
+
+model = dict(backbone=dict(drop_number=32))

@@ -1,0 +1,112 @@
+"""Hooks that make a test run report what was evaluated and with what."""
+from typing import Dict, List, Optional, Sequence
+
+from mmaction.registry import HOOKS
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from ..analysis import backbone_report, view_shape
+
+
+def unwrap(model):
+    """The model inside a distributed (or other) wrapper."""
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class STAReportHook(Hook):
+    """Report the evaluated backbone's GFLOPs per view and kept tokens.
+
+    The report is computed once, after the checkpoint is loaded, with fvcore
+    on one view whose shape comes from the test pipeline. It is logged at the
+    start of the test and added to the test metrics, so it lands beside the
+    accuracy in the work dir's JSON log: ``gflops_per_view``, ``params_m`` and
+    ``tokens`` (the token count before the first prune point and after each).
+
+    Args:
+        shape (Sequence[int], optional): (1, C, T, H, W) of one view.
+            Defaults to None, read from the config.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, shape: Optional[Sequence[int]] = None) -> None:
+        self.shape = tuple(shape) if shape is not None else None
+        self.report: Optional[Dict] = None
+
+    def before_test(self, runner) -> None:
+        if not is_main_process():
+            return
+        backbone = unwrap(runner.model).backbone
+        shape = self.shape or view_shape(runner.cfg)
+        self.report = backbone_report(backbone, shape)
+        print_log(
+            f'{type(backbone).__name__} on one {tuple(shape)} view: '
+            f'{self.report["gflops"]:.2f} GFLOPs, '
+            f'{self.report["params_m"]:.2f} M params, tokens per prune point '
+            f'{self.report["tokens"] or "n/a (no pruning)"}',
+            logger='current')
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
+        if self.report is None:
+            return
+        extra = dict(
+            gflops_per_view=round(self.report['gflops'], 3),
+            params_m=round(self.report['params_m'], 3))
+        for key, value in extra.items():
+            runner.message_hub.update_scalar(f'test/{key}', value)
+        runner.message_hub.update_info('test/tokens', self.report['tokens'])
+        if metrics is not None:
+            metrics.update(extra, tokens=self.report['tokens'])
+
+
+@HOOKS.register_module()
+class CheckpointKeysHook(Hook):
+    """Fail loudly when a checkpoint does not fit the model's backbone.
+
+    MMAction2's ``tools/test.py`` loads with ``strict=False``, so a checkpoint
+    of the wrong model silently leaves random weights behind. This hook runs
+    on the loaded checkpoint before it is copied into the model: it logs
+    every missing or unexpected backbone key and raises if any backbone
+    weight is missing.
+
+    Args:
+        prefix (str): Prefix of the backbone's keys in the recognizer.
+            Defaults to ``'backbone.'``.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, prefix: str = 'backbone.') -> None:
+        self.prefix = prefix
+
+    def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
+        state = checkpoint.get('state_dict', checkpoint)
+        have = {k[len('module.'):] if k.startswith('module.') else k
+                for k in state}
+        want = {
+            k
+            for k in unwrap(runner.model).state_dict()
+            if k.startswith(self.prefix)
+        }
+        got = {k for k in have if k.startswith(self.prefix)}
+        missing = sorted(want - got)
+        unexpected = sorted(got - want)
+        if unexpected:
+            print_log(
+                f'The checkpoint has {len(unexpected)} backbone keys the '
+                f'model does not: {_short(unexpected)}',
+                logger='current',
+                level=30)
+        if missing:
+            raise ValueError(
+                f'The checkpoint lacks {len(missing)} of the model\'s '
+                f'{len(want)} backbone weights: {_short(missing)}. It does '
+                'not fit this config; evaluating would use random weights.')
+
+
+def _short(keys: List[str], n: int = 8) -> str:
+    more = f' ... (+{len(keys) - n} more)' if len(keys) > n else ''
+    return ', '.join(keys[:n]) + more
