@@ -13,10 +13,13 @@ from .version import __version__
 # greet every user on every run.
 warnings.filterwarnings(
     'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+# mmengine 0.10.7 resolves ``mmaction::`` configs through pkg_resources; the
+# pin setuptools<81 keeps it working, the deprecation notice is not ours.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 patch_missing_drn()
 install_safe_loaders()
 
-from . import engine, models  # noqa: E402,F401  (registers modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
 
 __all__ = ['__version__']

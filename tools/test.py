@@ -3,8 +3,11 @@
 MMAction2's ``tools/test.py`` with three additions: the checkpoint may be
 omitted when the config names one (``load_from``); the run reports the
 backbone's GFLOPs per view and its token count after each prune point beside
-the accuracy; and a checkpoint that lacks backbone weights stops the run
-instead of silently evaluating random weights.
+the accuracy; a checkpoint that lacks backbone weights stops the run
+instead of silently evaluating random weights; a video that cannot be read
+stops the run naming the file, or with ``--skip-corrupt-videos`` is counted
+and listed instead; and ``--launcher pytorch`` also runs on CPU-only machines
+(gloo backend).
 """
 import argparse
 import os
@@ -74,6 +77,13 @@ def parse_args():
         help='fully unpickle the checkpoint, which can run code stored in '
         'it; only for files you trust. By default only the types MMAction2 '
         'and mmengine checkpoints carry are allowed.')
+    parser.add_argument(
+        '--skip-corrupt-videos',
+        action='store_true',
+        help='skip videos that cannot be opened or decoded instead of '
+        'stopping; the metrics then report num_evaluated, num_skipped and '
+        'skipped_videos, and the list is written to '
+        '<work_dir>/skipped_videos.txt.')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -114,6 +124,58 @@ def merge_args(cfg, args):
     return cfg
 
 
+def wire_video_checks(cfg, skip_corrupt):
+    """Name unreadable videos in errors; with ``skip_corrupt``, count them.
+
+    A ``VideoDataset`` becomes a ``SafeVideoDataset``, which is the same
+    dataset except that a decode failure names the file. With
+    ``skip_corrupt`` such videos are skipped, and the evaluator is wrapped in
+    ``SkippedVideosMetric`` so that they are left out of the metrics, counted
+    and listed in ``<work_dir>/skipped_videos.txt``.
+    """
+    dataset = cfg.test_dataloader.dataset
+    if dataset.get('type') == 'VideoDataset':
+        dataset.type = 'SafeVideoDataset'
+    if not skip_corrupt:
+        return cfg
+    if dataset.get('type') != 'SafeVideoDataset':
+        raise ValueError(
+            '--skip-corrupt-videos needs test_dataloader.dataset.type='
+            f'VideoDataset or SafeVideoDataset, got {dataset.get("type")!r}.')
+    dataset.skip_corrupt = True
+    cfg.test_evaluator = dict(
+        type='SkippedVideosMetric',
+        metrics=cfg.test_evaluator,
+        out_file=osp.join(cfg.work_dir, 'skipped_videos.txt'))
+    return cfg
+
+
+def init_cpu_dist(cfg):
+    """Start the process group for ``--launcher pytorch`` without CUDA.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device``, and its
+    default model wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on
+    CPU-only torch. The group is started here, so the Runner finds it and
+    goes on, and the wrapper is told the model lives on the CPU.
+    """
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available() or dist.is_initialized():
+        return
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
+    if backend != 'gloo':
+        raise ValueError(
+            f'env_cfg.dist_cfg.backend={backend!r} needs CUDA, which this '
+            'machine lacks; on CPU use --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo.')
+    dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False)
+
+
 def main():
     args = parse_args()
     if args.unsafe_full_unpickle:
@@ -138,6 +200,9 @@ def main():
             f'No checkpoint: {args.config} sets no load_from and none was '
             'given. Pass one: python tools/test.py CONFIG CHECKPOINT.')
     cfg.load_from = checkpoint
+    cfg = wire_video_checks(cfg, args.skip_corrupt_videos)
+    if args.launcher == 'pytorch':
+        init_cpu_dist(cfg)
 
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

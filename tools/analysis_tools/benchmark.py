@@ -1,0 +1,274 @@
+"""Throughput, latency and peak memory of a backbone over drop numbers.
+
+    python tools/analysis_tools/benchmark.py configs/sta_vits_k400_r64.py \
+        --drop-numbers 0 32 48 64 --stock
+
+Every drop number gets its own copy of the same random weights. After
+warm-up, repetitions are interleaved across the drop numbers (r0, r1, ...,
+r0, r1, ...) so that drift of the machine (clock, thermals, other load) falls
+on all of them alike; the median of each is reported. ``--stock`` adds
+MMAction2's own backbone (same weights) as a row, to show that STA at r=0
+costs nothing. Speed-ups are against the first drop number.
+
+Peak memory is the largest amount the forward holds at once above what it
+started with: on CUDA from the allocator's peak counter, on CPU from the
+profiler's allocation events.
+"""
+import argparse
+import copy
+import json
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+
+try:
+    import sta_mmaction  # noqa: F401
+except ImportError:
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import sta_mmaction  # noqa: F401
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar, mkdir_or_exist
+from mmaction.registry import MODELS
+from mmaction.utils import register_all_modules
+from tabulate import tabulate
+
+from sta_mmaction.analysis import backbone_report, view_shape
+
+#: STA backbone type -> the MMAction2 backbone it extends.
+STOCK = {'STAViT': 'VisionTransformer', 'STASwin3D': 'SwinTransformer3D'}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Speed and memory of a backbone over drop numbers')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--drop-numbers', type=int, nargs='+', default=[0, 32, 48, 64])
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='cpu or cuda; defaults to cuda when present')
+    parser.add_argument(
+        '--amp',
+        choices=['fp16', 'bf16'],
+        help='autocast dtype (CUDA or CPU); default full precision')
+    parser.add_argument(
+        '--stock',
+        action='store_true',
+        help='also time the stock MMAction2 backbone with the same weights')
+    parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument(
+        '--out-dir',
+        default='work_dirs/benchmark',
+        help='where the JSON and the PNG go')
+    parser.add_argument('--json', help='JSON path; defaults in --out-dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='config overrides')
+    args = parser.parse_args()
+    for r in args.drop_numbers:
+        if r < 0:
+            raise ValueError(f'--drop-numbers holds {r}; drop numbers must '
+                             'be >= 0.')
+    if args.batch_size < 1:
+        raise ValueError(f'--batch-size={args.batch_size} must be >= 1.')
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError(f'--repeats={args.repeats} must be >= 1 and '
+                         f'--warmup={args.warmup} >= 0.')
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'--device={args.device} but CUDA is not available;'
+                         ' use --device cpu.')
+    return args
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device, amp):
+    dtype = dict(fp16=torch.float16, bf16=torch.bfloat16).get(amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def time_once(model, clip, device, amp):
+    """Seconds of one forward, the device synchronised around the clock."""
+    _sync(device)
+    start = time.perf_counter()
+    with torch.no_grad(), _autocast(device, amp):
+        model(clip)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(model, clip, device, amp):
+    """Peak memory held by one forward above its starting point, in MiB."""
+    with torch.no_grad(), _autocast(device, amp):
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            model(clip)
+            _sync(device)
+            return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU],
+                profile_memory=True) as prof:
+            model(clip)
+    live = peak = 0
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def build_variants(cfg, drop_numbers, stock, device):
+    """(label, drop_number, model) with identical weights throughout."""
+    bb_cfg = copy.deepcopy(cfg.model.backbone)
+    kind = bb_cfg['type']
+    variants = []
+    state = None
+    for r in drop_numbers:
+        bb_cfg['drop_number'] = r
+        model = MODELS.build(copy.deepcopy(bb_cfg))
+        if state is None:
+            state = model.state_dict()
+        model.load_state_dict(state, strict=True)
+        variants.append((f'{kind} r={r}', r, model.eval().to(device)))
+    if stock:
+        if kind not in STOCK:
+            raise ValueError(f'--stock needs an STA backbone ({sorted(STOCK)})'
+                             f', but the config has {kind}.')
+        stock_cfg = copy.deepcopy(bb_cfg)
+        stock_cfg.pop('drop_number')
+        stock_cfg['type'] = STOCK[kind]
+        model = MODELS.build(stock_cfg)
+        model.load_state_dict(state, strict=True)
+        variants.append((f'{STOCK[kind]} (stock)', 0, model.eval().to(device)))
+    return variants
+
+
+def plot(rows, path, title):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    sta = [r for r in rows if not r['stock']]
+    rs = [r['drop_number'] for r in sta]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rs, [r['speedup'] for r in sta], 'o-', label='measured speed-up')
+    ax.plot(
+        rs, [r['flops_ratio'] for r in sta],
+        's--',
+        label='GFLOPs ratio (r=first / r)')
+    ax.set_xlabel('drop number r')
+    ax.set_ylabel('x faster than first r')
+    ax2 = ax.twinx()
+    ax2.plot(rs, [r['gflops'] for r in sta], 'd:', color='gray')
+    ax2.set_ylabel('GFLOPs per view (gray)')
+    ax.legend(loc='upper left')
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    device = torch.device(args.device)
+    shape = view_shape(cfg)
+    torch.manual_seed(0)
+    clip = torch.randn((args.batch_size, ) + shape[1:], device=device)
+
+    variants = build_variants(cfg, args.drop_numbers, args.stock, device)
+    gflops = {
+        label: backbone_report(model, shape)['gflops']
+        for label, _, model in variants
+    }
+    print_log(
+        f'warm-up: {args.warmup} runs each of {len(variants)} variants',
+        logger='current')
+    for _ in range(args.warmup):
+        for _, _, model in variants:
+            time_once(model, clip, device, args.amp)
+    times = {label: [] for label, _, _ in variants}
+    bar = ProgressBar(args.repeats * len(variants))
+    for _ in range(args.repeats):
+        for label, _, model in variants:
+            times[label].append(time_once(model, clip, device, args.amp))
+            bar.update()
+    memory = {
+        label: peak_memory_mb(model, clip, device, args.amp)
+        for label, _, model in variants
+    }
+
+    first = variants[0][0]
+    base_t = statistics.median(times[first])
+    rows = []
+    for label, r, _ in variants:
+        t = statistics.median(times[label])
+        rows.append(
+            dict(
+                variant=label,
+                drop_number=r,
+                stock=label.endswith('(stock)'),
+                gflops=gflops[label],
+                latency_ms=1e3 * t / args.batch_size,
+                clips_per_s=args.batch_size / t,
+                peak_mem_mb=memory[label],
+                speedup=base_t / t,
+                flops_ratio=gflops[first] / gflops[label],
+                times_s=times[label]))
+    hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                else f'{platform.processor() or platform.machine()} CPU, '
+                f'{torch.get_num_threads()} threads')
+    title = (f'{osp.basename(args.config)}, batch {args.batch_size}, '
+             f'view {tuple(shape[1:])}, {hardware}, amp={args.amp or "off"}')
+    print(title)
+    print(
+        tabulate([[
+            row['variant'], f'{row["gflops"]:.2f}', f'{row["clips_per_s"]:.3f}',
+            f'{row["latency_ms"]:.1f}', f'{row["peak_mem_mb"]:.0f}',
+            f'{row["speedup"]:.2f}x', f'{row["flops_ratio"]:.2f}x'
+        ] for row in rows],
+                 headers=[
+                     'variant', 'GFLOPs', 'clips/s', 'ms/clip',
+                     'peak MiB', 'speed-up', 'GFLOPs ratio'
+                 ],
+                 tablefmt='github'))
+    mkdir_or_exist(args.out_dir)
+    stem = osp.splitext(osp.basename(args.config))[0]
+    json_path = args.json or osp.join(args.out_dir, f'{stem}.json')
+    png_path = osp.join(args.out_dir, f'{stem}.png')
+    with open(json_path, 'w') as f:
+        json.dump(
+            dict(
+                config=args.config,
+                hardware=hardware,
+                batch_size=args.batch_size,
+                amp=args.amp,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                shape=shape,
+                rows=rows),
+            f,
+            indent=2)
+    plot(rows, png_path, title)
+    print(f'wrote {json_path} and {png_path}')
+
+
+if __name__ == '__main__':
+    main()

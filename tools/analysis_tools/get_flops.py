@@ -1,0 +1,112 @@
+"""GFLOPs per view of a config's backbone over a sweep of drop numbers.
+
+    python tools/analysis_tools/get_flops.py configs/sta_vitl_k400_r64.py \
+        --drop-numbers 0 32 48 64
+
+fvcore traces the backbone on one view (1 x C x T x H x W, taken from the
+test pipeline), STA's own matmuls included. One multiply-add counts as one
+FLOP, as in the papers.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+try:
+    import sta_mmaction  # noqa: F401
+except ImportError:
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import sta_mmaction  # noqa: F401
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmaction.registry import MODELS
+from mmaction.utils import register_all_modules
+from tabulate import tabulate
+
+from sta_mmaction.analysis import backbone_report, view_shape
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='GFLOPs of a backbone per view, over drop numbers')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--drop-numbers',
+        type=int,
+        nargs='+',
+        help='drop numbers r to sweep; defaults to the config\'s own')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=5,
+        metavar=('N', 'C', 'T', 'H', 'W'),
+        help='view shape; defaults to the test pipeline\'s')
+    parser.add_argument('--json', help='also write the table to this file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. model.backbone.depth=6')
+    return parser.parse_args()
+
+
+def sweep(cfg, drop_numbers, shape):
+    """One :func:`backbone_report` per drop number, with change vs the first.
+
+    Returns:
+        list[dict]: rows with ``drop_number``, ``gflops``, ``change``
+        (relative to the first row), ``tokens`` and ``params_m``.
+    """
+    rows = []
+    for r in drop_numbers:
+        bb = cfg.model.backbone.copy()
+        if r is not None:
+            bb['drop_number'] = r
+        backbone = MODELS.build(bb)
+        rep = backbone_report(backbone, shape)
+        rows.append(
+            dict(
+                drop_number=getattr(backbone, 'drop_number', r),
+                gflops=rep['gflops'],
+                tokens=rep['tokens'],
+                params_m=rep['params_m']))
+        print_log(
+            f'r={rows[-1]["drop_number"]}: {rep["gflops"]:.2f} GFLOPs',
+            logger='current')
+    base = rows[0]['gflops']
+    for row in rows:
+        row['change'] = row['gflops'] / base - 1
+    return rows
+
+
+def main():
+    args = parse_args()
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    shape = tuple(args.shape) if args.shape else view_shape(cfg)
+    drops = args.drop_numbers or [None]
+    rows = sweep(cfg, drops, shape)
+    table = [[
+        row['drop_number'], f'{row["gflops"]:.2f}', f'{row["change"]:+.1%}',
+        ' -> '.join(map(str, row['tokens'])) or 'n/a', f'{row["params_m"]:.2f}'
+    ] for row in rows]
+    print(f'{cfg.model.backbone.type} on one view {shape}, fvcore '
+          '(1 multiply-add = 1 FLOP):')
+    print(
+        tabulate(
+            table,
+            headers=['r', 'GFLOPs', 'vs first', 'tokens per point',
+                     'params (M)'],
+            tablefmt='github'))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(
+                dict(config=args.config, shape=shape, rows=rows), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
