@@ -83,6 +83,34 @@ class CheckpointKeysHook(Hook):
         self.prefix = prefix
 
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
+        # An original VideoMAE release file (SSV2 ViTs, ViT-H) is converted
+        # in place: mmengine copies ``checkpoint['state_dict']`` (else the
+        # dict itself) into the model after this hook, so the dict is emptied
+        # and refilled with the converted state dict.
+        from ..utils import (convert_videomae_state_dict,
+                             describe_videomae_state, is_original_videomae)
+        if is_original_videomae(checkpoint):
+            info = describe_videomae_state(checkpoint)
+            converted = convert_videomae_state_dict(checkpoint,
+                                                    unwrap(runner.model))
+            checkpoint.clear()
+            checkpoint['state_dict'] = converted
+            checkpoint['meta'] = dict(videomae_conversion=info)
+            where = (f'under {info["wrapper"]!r}'
+                     if info['wrapper'] else 'at the top level')
+            pos = tuple(converted[self.prefix + 'pos_embed'].shape) \
+                if self.prefix + 'pos_embed' in converted else None
+            print_log(
+                'Converted an original VideoMAE checkpoint in memory '
+                f'({runner.cfg.get("load_from")}): {info["tensors"]} tensors '
+                f'{where}, ViT embed_dims={info["embed_dims"]} x '
+                f'{info["depth"]} blocks, {info["num_classes"]} classes, '
+                f'layer scale {"yes" if info["layer_scale"] else "no"}; '
+                + ('position table copied from the file.'
+                   if info['learnable_pos_embed'] else
+                   f'pos_embed {pos} filled with MMAction2\'s sine-cosine '
+                   'table.'),
+                logger='current')
         state = checkpoint.get('state_dict', checkpoint)
         have = {k[len('module.'):] if k.startswith('module.') else k
                 for k in state}

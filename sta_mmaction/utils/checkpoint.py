@@ -69,13 +69,16 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 def safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     """The allow-list: globals that MMAction2/mmengine checkpoints carry."""
+    import argparse
+
     from mmengine.config import ConfigDict
     from mmengine.logging import HistoryBuffer
 
     multiarray = np._core.multiarray if hasattr(np, '_core') \
         else np.core.multiarray
+    # argparse.Namespace: the original VideoMAE release saves its ``args``.
     items: List[Union[Callable, Tuple[Callable, str]]] = [
-        ConfigDict, HistoryBuffer, np.ndarray, np.dtype,
+        ConfigDict, HistoryBuffer, argparse.Namespace, np.ndarray, np.dtype,
         (_history_buffer_getattr, 'builtins.getattr'),
         (_history_buffer_getattr, '__builtin__.getattr'),
     ]
