@@ -1,13 +1,13 @@
 """Test (and evaluate) an MMAction2 recognizer, STA-pruned or not.
 
-MMAction2's ``tools/test.py`` with three additions: the checkpoint may be
+MMAction2's ``tools/test.py`` with these additions: the checkpoint may be
 omitted when the config names one (``load_from``); the run reports the
 backbone's GFLOPs per view and its token count after each prune point beside
 the accuracy; a checkpoint that lacks backbone weights stops the run
 instead of silently evaluating random weights; a video that cannot be read
 stops the run naming the file, or with ``--skip-corrupt-videos`` is counted
-and listed instead; and ``--launcher pytorch`` also runs on CPU-only machines
-(gloo backend).
+and listed instead; ``--launcher pytorch`` also runs on CPU-only machines
+(gloo backend); and only rank 0 writes the test metrics JSON.
 """
 import argparse
 import os
@@ -21,6 +21,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
     import sta_mmaction  # noqa: F401
 
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.hooks import LoggerHook
 from mmengine.runner import Runner
 
 from mmaction.registry import RUNNERS
@@ -145,7 +147,7 @@ def wire_video_checks(cfg, skip_corrupt):
     dataset.skip_corrupt = True
     cfg.test_evaluator = dict(
         type='SkippedVideosMetric',
-        metrics=cfg.test_evaluator,
+        wrapped=cfg.test_evaluator,
         out_file=osp.join(cfg.work_dir, 'skipped_videos.txt'))
     return cfg
 
@@ -174,6 +176,22 @@ def init_cpu_dist(cfg):
             type='MMDistributedDataParallel',
             device_ids=None,
             broadcast_buffers=False)
+
+
+class MainRankJsonLoggerHook(LoggerHook):
+    """``LoggerHook`` whose test metrics JSON is written by rank 0 only.
+
+    mmengine 0.10.7 dumps it on every rank, to the same file: the ranks
+    overwrite one another (the other ranks' copy lacks what rank-0-only
+    hooks add) or interleave into invalid JSON.
+    """
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if is_main_process():
+            return super().after_test_epoch(runner, metrics)
+        _, log_str = runner.log_processor.get_log_after_epoch(
+            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+        runner.logger.info(log_str)
 
 
 def main():
@@ -208,6 +226,9 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    for hook in runner.hooks:
+        if type(hook) is LoggerHook:  # swap the class, keep its settings
+            hook.__class__ = MainRankJsonLoggerHook
     runner.test()
 
 

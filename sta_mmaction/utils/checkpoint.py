@@ -168,10 +168,17 @@ def _load_from_http(filename: str,
 
 
 def install_safe_loaders() -> None:
-    """Route mmengine's local and HTTP(S) checkpoint loading through here."""
-    from mmengine.runner.checkpoint import CheckpointLoader
+    """Route mmengine's local and HTTP(S) checkpoint loading through here.
+
+    mmengine's ``open-mmlab://``, ``openmmlab://``, ``mmcls://``,
+    ``modelzoo://`` and ``torchvision://`` loaders resolve their names to URLs
+    and then call the module-level ``load_from_http``, which is replaced too,
+    so no scheme falls back to a full unpickle.
+    """
+    from mmengine.runner import checkpoint as mm_checkpoint
     register_safe_globals()
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=_load_from_local, force=True)
-    CheckpointLoader.register_scheme(
+    loader = mm_checkpoint.CheckpointLoader
+    loader.register_scheme(prefixes='', loader=_load_from_local, force=True)
+    loader.register_scheme(
         prefixes=('http://', 'https://'), loader=_load_from_http, force=True)
+    mm_checkpoint.load_from_http = _load_from_http
