@@ -1,9 +1,6 @@
 """Shared fixtures: real clips from ../shared/data and mmengine checkpoints."""
 import os.path as osp
 import sys
-import time
-
-import numpy as np
 import pytest
 import torch
 
@@ -13,6 +10,9 @@ if ROOT not in sys.path:
 
 import sta_mmaction  # noqa: E402,F401  (patches mmaction before any import)
 from mmaction.utils import register_all_modules  # noqa: E402
+
+from sta_mmaction.utils.checkpoint_io import \
+    save_mmengine_checkpoint  # noqa: E402,F401  (re-exported for the tests)
 
 register_all_modules(init_default_scope=True)
 
@@ -37,38 +37,6 @@ def k400_set(shared_data, tmp_path):
     ann.write_text(''.join(f'{name} {label}\n'
                            for name, label in CLIPS.items()))
     return dict(ann_file=str(ann), video_root=shared_data)
-
-
-def save_mmengine_checkpoint(state_dict, path, cfg_text=''):
-    """Write a checkpoint shaped like ``Runner.save_checkpoint`` writes it.
-
-    Its meta and message hub hold numpy scalars, a ``ConfigDict`` and
-    ``HistoryBuffer`` objects, which torch's weights-only loader refuses
-    unless they are allow-listed.
-    """
-    from mmengine.config import ConfigDict
-    from mmengine.logging import MessageHub
-    from mmengine.runner.checkpoint import save_checkpoint
-    hub = MessageHub.get_instance(f'ckpt-{time.time_ns()}')
-    hub.update_scalar('train/loss', np.float64(0.25))
-    hub.update_scalar('train/lr', 1e-3)
-    hub.update_info('best_score', np.float64(0.5))
-    meta = dict(
-        epoch=1,
-        iter=10,
-        cfg=cfg_text,
-        seed=np.int64(0),
-        experiment_name='sta-test',
-        time=time.asctime(),
-        mmengine_version='0.10.7',
-        dataset_meta=ConfigDict(num_classes=400))
-    save_checkpoint(
-        dict(
-            meta=meta,
-            state_dict={k: v.cpu()
-                        for k, v in state_dict.items()},
-            message_hub=hub.state_dict()), str(path))
-    return str(path)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ pruned one alike.
 counter; :func:`sdpa_flop_jit` gives fvcore a handle for it so that a
 backbone that uses it is not undercounted.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from fvcore.nn import FlopCountAnalysis

@@ -18,10 +18,8 @@ import argparse
 import copy
 import json
 import os.path as osp
-import platform
 import statistics
 import sys
-import time
 
 try:
     import sta_mmaction  # noqa: F401
@@ -33,12 +31,14 @@ except ImportError:
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.utils import ProgressBar, mkdir_or_exist
+from mmengine.utils import mkdir_or_exist
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
 from tabulate import tabulate
 
 from sta_mmaction.analysis import backbone_report, view_shape
+from sta_mmaction.analysis.timing import (autocast, hardware_name,
+                                          interleaved_times, sync)
 
 #: STA backbone type -> the MMAction2 backbone it extends.
 STOCK = {'STAViT': 'VisionTransformer', 'STASwin3D': 'SwinTransformer3D'}
@@ -89,34 +89,14 @@ def parse_args():
     return args
 
 
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _autocast(device, amp):
-    dtype = dict(fp16=torch.float16, bf16=torch.bfloat16).get(amp)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def time_once(model, clip, device, amp):
-    """Seconds of one forward, the device synchronised around the clock."""
-    _sync(device)
-    start = time.perf_counter()
-    with torch.no_grad(), _autocast(device, amp):
-        model(clip)
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def peak_memory_mb(model, clip, device, amp):
     """Peak memory held by one forward above its starting point, in MiB."""
-    with torch.no_grad(), _autocast(device, amp):
+    with torch.no_grad(), autocast(device, amp):
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             model(clip)
-            _sync(device)
+            sync(device)
             return (torch.cuda.max_memory_allocated(device) - base) / 2**20
         with torch.profiler.profile(
                 activities=[torch.profiler.ProfilerActivity.CPU],
@@ -201,15 +181,9 @@ def main():
     print_log(
         f'warm-up: {args.warmup} runs each of {len(variants)} variants',
         logger='current')
-    for _ in range(args.warmup):
-        for _, _, model in variants:
-            time_once(model, clip, device, args.amp)
-    times = {label: [] for label, _, _ in variants}
-    bar = ProgressBar(args.repeats * len(variants))
-    for _ in range(args.repeats):
-        for label, _, model in variants:
-            times[label].append(time_once(model, clip, device, args.amp))
-            bar.update()
+    times = interleaved_times({label: model
+                               for label, _, model in variants}, clip,
+                              args.warmup, args.repeats, args.amp)
     memory = {
         label: peak_memory_mb(model, clip, device, args.amp)
         for label, _, model in variants
@@ -232,9 +206,7 @@ def main():
                 speedup=base_t / t,
                 flops_ratio=gflops[first] / gflops[label],
                 times_s=times[label]))
-    hardware = (torch.cuda.get_device_name(device) if device.type == 'cuda'
-                else f'{platform.processor() or platform.machine()} CPU, '
-                f'{torch.get_num_threads()} threads')
+    hardware = hardware_name(device)
     title = (f'{osp.basename(args.config)}, batch {args.batch_size}, '
              f'view {tuple(shape[1:])}, {hardware}, amp={args.amp or "off"}')
     print(title)

@@ -1,0 +1,326 @@
+"""Kept-token pictures (the paper's Figure 3) and GIFs.
+
+One view of a video goes through the config's own MMAction2 test pipeline
+(decord, sampling, resize), reduced to one clip and one center crop. The STA
+backbone's ``forward_pruned`` gives, per prune point, the positions of the
+surviving tokens; each position is a tubelet x patch cell of the view (for
+Video Swin, a cell of the stage's grid). The picture has the sampled frames
+in columns and, in rows, the input and then each prune point with the pruned
+cells blanked.
+"""
+import copy
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import print_log
+from mmengine.utils import mkdir_or_exist
+from torch import nn
+
+#: Pipeline steps that stay after the frames are taken for drawing.
+_PACKING = ('FormatShape', 'PackActionInputs')
+#: Multi-view crops, replaced by one center crop.
+_MULTI_CROPS = ('ThreeCrop', 'TenCrop')
+#: Samplers whose ``num_clips`` is set to 1.
+_SAMPLERS = ('SampleFrames', 'UniformSample', 'UniformSampleFrames')
+#: Colour of pruned cells (RGB, uint8): near-white, as in the paper.
+BLANK = (245, 245, 245)
+
+
+def single_view_pipeline(cfg: Config) -> List[dict]:
+    """The config's test pipeline, reduced to 1 clip x 1 center crop.
+
+    Args:
+        cfg (Config): A test config with ``test_dataloader`` (or
+            ``test_pipeline``).
+
+    Returns:
+        list[dict]: Transform configs.
+    """
+    loader = cfg.get('test_dataloader')
+    if loader is not None:
+        steps = loader['dataset']['pipeline']
+    else:
+        steps = cfg.get('test_pipeline')
+    if not steps:
+        raise ValueError('the config has no test pipeline: neither '
+                         'test_dataloader.dataset.pipeline nor test_pipeline.')
+    out = []
+    for step in copy.deepcopy(list(steps)):
+        step = dict(step)
+        kind = step.get('type')
+        if kind in _SAMPLERS:
+            step['num_clips'] = 1
+        if kind in _MULTI_CROPS:
+            step = dict(type='CenterCrop', crop_size=step['crop_size'])
+        out.append(step)
+    return out
+
+
+def load_view(cfg: Config, video: str) -> Tuple[np.ndarray, Dict]:
+    """Decode and prepare one view of ``video`` with the config's pipeline.
+
+    Args:
+        cfg (Config): Test config.
+        video (str): Video file.
+
+    Returns:
+        tuple: the view's frames as (T, H, W, 3) uint8 RGB, exactly the
+        pixels the model sees before normalisation, and the packed sample
+        (``inputs`` and ``data_samples``) ready for the data preprocessor.
+    """
+    if not osp.isfile(video):
+        raise FileNotFoundError(f'video {video!r} does not exist.')
+    steps = single_view_pipeline(cfg)
+    cut = next((i for i, s in enumerate(steps) if s['type'] in _PACKING),
+               len(steps))
+    results = dict(filename=video, label=-1, start_index=0, modality='RGB')
+    results = Compose(steps[:cut])(results)
+    frames = np.stack(results['imgs']).astype(np.uint8)  # (T, H, W, 3)
+    packed = Compose(steps[cut:])(results)
+    return frames, packed
+
+
+def backbone_input(model: nn.Module, packed: Dict) -> torch.Tensor:
+    """(1, C, T, H, W) normalised view from a packed sample."""
+    data = model.data_preprocessor(pseudo_collate([packed]), False)
+    inputs = data['inputs']  # (1, views, C, T, H, W)
+    return inputs.view((-1, ) + tuple(inputs.shape[2:]))[:1]
+
+
+def point_names(backbone: nn.Module) -> List[str]:
+    """Human names of the prune points of an STA backbone."""
+    if hasattr(backbone, 'prune_layers'):  # STAViT
+        depth = len(backbone.blocks)
+        return [f'after block {i + 1}/{depth}' for i in backbone.prune_layers]
+    return [f'stage {s} input' for s in (2, 3, 4)]  # STASwin3D
+
+
+def kept_masks(
+        backbone: nn.Module, x: torch.Tensor
+) -> Tuple[List[np.ndarray], int, List[Dict], torch.Tensor]:
+    """Run ``forward_pruned`` and turn kept positions into cell masks.
+
+    Args:
+        backbone (nn.Module): ``STAViT`` or ``STASwin3D``.
+        x (Tensor): (1, C, T, H, W) view.
+
+    Returns:
+        tuple: per prune point a (D, h, w) bool mask of kept cells (D
+        temporal slices, h x w the point's grid), the frames per slice, per
+        point a dict with ``kept`` and ``total`` token counts, and the
+        pooled features of ``forward_pruned``.
+    """
+    if not hasattr(backbone, 'forward_pruned'):
+        raise ValueError(
+            f'{type(backbone).__name__} has no forward_pruned; kept tokens '
+            'can be drawn for STAViT or STASwin3D backbones (set '
+            'model.backbone.type, or add STAPruningHook to the config).')
+    _, _, t, h, w = x.shape
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        feats, kept = backbone.forward_pruned(x)
+    backbone.train(was_training)
+    if hasattr(backbone, 'prune_layers'):  # STAViT: one grid throughout
+        stride = backbone.tubelet_size
+        p = backbone.patch_size
+        grids = [(t // stride, h // p, w // p)] * len(kept)
+    else:  # STASwin3D: the grid of stages 2, 3 and 4
+        stride, ph, pw = backbone.patch_embed.patch_size
+        gh, gw = -(-h // ph), -(-w // pw)
+        grids = []
+        for _ in kept:
+            gh, gw = -(-gh // 2), -(-gw // 2)
+            grids.append((-(-t // stride), gh, gw))
+    masks, counts = [], []
+    for pos, grid in zip(kept, grids):
+        flat = np.zeros(int(np.prod(grid)), dtype=bool)
+        flat[pos[0].cpu().numpy()] = True
+        masks.append(flat.reshape(grid))
+        counts.append(dict(kept=int(flat.sum()), total=flat.size))
+    return masks, stride, counts, feats
+
+
+def blank_pruned(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) frame with the cells that ``mask`` (h, w) drops blanked."""
+    h, w = frame.shape[:2]
+    gh, gw = mask.shape
+    # cell index of each pixel; Swin grids may overhang (ceil division)
+    rows = np.minimum(np.arange(h) * gh // h, gh - 1)
+    cols = np.minimum(np.arange(w) * gw // w, gw - 1)
+    keep = mask[rows][:, cols]  # (H, W)
+    out = frame.copy()
+    out[~keep] = BLANK
+    return out
+
+
+def frame_columns(num_frames: int,
+                  stride: int,
+                  all_frames: bool = False) -> List[int]:
+    """Frames to draw: the first of each temporal slice, or all."""
+    return list(range(num_frames)) if all_frames else list(
+        range(0, num_frames, stride))
+
+
+def draw_kept_tokens(frames: np.ndarray,
+                     masks: Sequence[np.ndarray],
+                     stride: int,
+                     out_file: str,
+                     row_names: Sequence[str],
+                     title: str = '',
+                     all_frames: bool = False) -> str:
+    """Draw the figure: frames in columns, input + prune points in rows.
+
+    Args:
+        frames (np.ndarray): (T, H, W, 3) uint8 view.
+        masks (Sequence[np.ndarray]): Per point, (D, h, w) kept cells.
+        stride (int): Frames per temporal slice.
+        out_file (str): PNG path.
+        row_names (Sequence[str]): Label of each prune point's row.
+        title (str): Figure title. Defaults to ''.
+        all_frames (bool): One column per frame instead of one per temporal
+            slice. Defaults to False.
+
+    Returns:
+        str: ``out_file``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cols = frame_columns(len(frames), stride, all_frames)
+    rows = 1 + len(masks)
+    h, w = frames.shape[1:3]
+    cell = 1.1
+    fig, axes = plt.subplots(
+        rows,
+        len(cols),
+        figsize=(cell * len(cols) * w / h + 1.2, cell * rows + 0.8),
+        squeeze=False)
+    for c, f in enumerate(cols):
+        axes[0, c].imshow(frames[f])
+        axes[0, c].set_title(f'frame {f}', fontsize=7)
+        for r, mask in enumerate(masks, start=1):
+            axes[r, c].imshow(blank_pruned(frames[f], mask[f // stride]))
+    for r, name in enumerate(['input'] + list(row_names)):
+        axes[r, 0].set_ylabel(name, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return out_file
+
+
+def animate_kept_tokens(frames: np.ndarray,
+                        masks: Sequence[np.ndarray],
+                        stride: int,
+                        out_file: str,
+                        row_names: Sequence[str],
+                        title: str = '',
+                        fps: int = 4) -> str:
+    """A GIF: every frame of the view, the input beside each prune point.
+
+    Args:
+        frames (np.ndarray): (T, H, W, 3) uint8 view.
+        masks (Sequence[np.ndarray]): Per point, (D, h, w) kept cells.
+        stride (int): Frames per temporal slice.
+        out_file (str): GIF path.
+        row_names (Sequence[str]): Label of each prune point's panel.
+        title (str): Title. Defaults to ''.
+        fps (int): Frames per second. Defaults to 4.
+
+    Returns:
+        str: ``out_file``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    panels = 1 + len(masks)
+    fig, axes = plt.subplots(1, panels, figsize=(2.2 * panels, 3.0))
+    images = []
+    for ax, name in zip(axes, ['input'] + list(row_names)):
+        images.append(ax.imshow(frames[0]))
+        ax.set_title(name, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    caption = fig.suptitle(title, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.78))
+
+    def update(f):
+        images[0].set_data(frames[f])
+        for img, mask in zip(images[1:], masks):
+            img.set_data(blank_pruned(frames[f], mask[f // stride]))
+        caption.set_text(f'{title}\nframe {f}' if title else f'frame {f}')
+        return images
+
+    anim = FuncAnimation(fig, update, frames=len(frames), blit=False)
+    mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
+    anim.save(out_file, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return out_file
+
+
+def visualize_video(model: nn.Module,
+                    cfg: Config,
+                    video: str,
+                    out_file: str,
+                    gif_file: Optional[str] = None,
+                    title: str = '',
+                    all_frames: bool = False) -> Dict:
+    """Kept-token picture (and GIF) of one video for a built recognizer.
+
+    Args:
+        model (nn.Module): Recognizer with an ``STAViT`` or ``STASwin3D``
+            backbone, weights loaded.
+        cfg (Config): Its test config (for the pipeline).
+        video (str): Video file.
+        out_file (str): PNG path.
+        gif_file (str, optional): GIF path. Defaults to None, no GIF.
+        title (str): First line of the title. Defaults to ''.
+        all_frames (bool): See :func:`draw_kept_tokens`. Defaults to False.
+
+    Returns:
+        dict: ``png``, ``gif`` (or None), ``counts`` (kept / total tokens
+        per point), ``shape`` of the view and ``top5`` predicted labels.
+    """
+    frames, packed = load_view(cfg, video)
+    model.eval()
+    x = backbone_input(model, packed)  # (1, C, T, H, W)
+    backbone = model.backbone
+    masks, stride, counts, feats = kept_masks(backbone, x)
+    with torch.no_grad():
+        scores = model.cls_head(feats).softmax(-1)[0]  # (classes, )
+    top5 = scores.topk(min(5, scores.numel())).indices.tolist()
+    names = [
+        f'{n}\n{c["kept"]}/{c["total"]} kept'
+        for n, c in zip(point_names(backbone), counts)
+    ]
+    r = getattr(backbone, 'drop_number', None)
+    full_title = (f'{title}\n{osp.basename(video)}, view '
+                  f'{tuple(x.shape[1:])}, {type(backbone).__name__} r={r}, '
+                  f'top-5 labels {top5}').strip()
+    draw_kept_tokens(frames, masks, stride, out_file, names, full_title,
+                     all_frames)
+    if gif_file:
+        animate_kept_tokens(frames, masks, stride, gif_file,
+                            [n.replace('\n', ', ') for n in names], full_title)
+    print_log(
+        f'Kept-token picture of {video} ({type(backbone).__name__}, r={r}, '
+        f'view {tuple(x.shape[1:])}): {out_file}' +
+        (f' and {gif_file}' if gif_file else '') + '; kept per point: ' +
+        ', '.join(f'{c["kept"]}/{c["total"]}' for c in counts),
+        logger='current')
+    return dict(
+        png=out_file,
+        gif=gif_file,
+        counts=counts,
+        shape=tuple(x.shape),
+        top5=top5)
