@@ -122,7 +122,9 @@ def build_variants(cfg, drop_numbers, stock, device):
         if state is None:
             state = model.state_dict()
         model.load_state_dict(state, strict=True)
-        variants.append((f'{kind} r={r}', r, model.eval().to(device)))
+        # stock SwinTransformer3D.train() returns None: no chaining
+        model.eval()
+        variants.append((f'{kind} r={r}', r, model.to(device)))
     if stock:
         if kind not in STOCK:
             raise ValueError(f'--stock needs an STA backbone ({sorted(STOCK)})'
@@ -132,7 +134,8 @@ def build_variants(cfg, drop_numbers, stock, device):
         stock_cfg['type'] = STOCK[kind]
         model = MODELS.build(stock_cfg)
         model.load_state_dict(state, strict=True)
-        variants.append((f'{STOCK[kind]} (stock)', 0, model.eval().to(device)))
+        model.eval()
+        variants.append((f'{STOCK[kind]} (stock)', 0, model.to(device)))
     return variants
 
 

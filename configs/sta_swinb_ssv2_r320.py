@@ -1,0 +1,3 @@
+_base_ = ['./_base_/sta_swin_ssv2.py']
+
+model = dict(backbone=dict(drop_number=320))
