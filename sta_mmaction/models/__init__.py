@@ -1,4 +1,5 @@
 """Registered STA backbones."""
+from .sta_swin import STASwin3D
 from .sta_vit import STAViT
 
-__all__ = ['STAViT']
+__all__ = ['STASwin3D', 'STAViT']
