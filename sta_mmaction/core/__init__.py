@@ -1,12 +1,14 @@
-"""The STA rule in plain PyTorch (no mmengine import)."""
-from .sta import (accumulate, check_drop_number, gather_tokens, group_schedule,
-                  group_sizes, max_drop_number, parity_drop, prune_layers,
+"""The STA rule and its baselines in plain PyTorch (no mmengine import)."""
+from .sta import (STRATEGIES, accumulate, bipartite_match, check_drop_number,
+                  gather_tokens, group_schedule, group_sizes, max_drop_number,
+                  merge_tokens, parity_drop, prune_layers, random_select,
                   semantic_activation, sta_select, token_counts,
-                  validate_drop_number)
+                  validate_drop_number, validate_strategy)
 
 __all__ = [
-    'accumulate', 'check_drop_number', 'gather_tokens', 'group_schedule',
-    'group_sizes', 'max_drop_number', 'parity_drop', 'prune_layers',
+    'STRATEGIES', 'accumulate', 'bipartite_match', 'check_drop_number',
+    'gather_tokens', 'group_schedule', 'group_sizes', 'max_drop_number',
+    'merge_tokens', 'parity_drop', 'prune_layers', 'random_select',
     'semantic_activation', 'sta_select', 'token_counts',
-    'validate_drop_number'
+    'validate_drop_number', 'validate_strategy'
 ]

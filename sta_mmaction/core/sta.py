@@ -15,8 +15,24 @@ Semantic-aware Temporal Accumulation", ICCV 2023), restated here:
   source tokens' own accumulated redundancy. The score ``acc * (1 - a)``, with
   ``a`` the min-max normalised channel-sum of ``|x|``, drops the tokens that
   are both redundant and semantically weak.
+
+The baselines and ablations share the prune points and the per-group drop
+count ``r``, so every one of them leaves the same token counts
+(:data:`STRATEGIES`):
+
+* ``'random'``: a uniformly random keep set per group
+  (:func:`random_select`), seedable with a ``torch.Generator``.
+* ``'temporal'``: STA without the semantic factor (``a = 0``): the parity
+  drop, then accumulated redundancy alone.
+* ``'semantic'``: the semantic factor alone (accumulated redundancy ``= 1``).
+  With no redundancy there is no parity rule either, so every group, the
+  first visited one included, drops its ``r`` tokens of lowest activation
+  (score ``1 - a``).
+* ``'tome'``: ToMe's bipartite soft matching inside each group, merging
+  instead of dropping (:func:`bipartite_match`, :func:`merge_tokens`, after
+  Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +40,17 @@ from torch import Tensor
 
 #: Number of prune points of the schedule.
 NUM_PRUNE_POINTS = 3
+
+#: Token-reduction strategies, STA first. All but ``'tome'`` select tokens
+#: (:func:`sta_select`); ``'tome'`` merges them (:func:`bipartite_match`).
+STRATEGIES = ('sta', 'random', 'temporal', 'semantic', 'tome')
+
+
+def validate_strategy(strategy: str) -> None:
+    """Raise a ``ValueError`` unless ``strategy`` is in :data:`STRATEGIES`."""
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f'strategy={strategy!r} is not a token-reduction '
+                         f'strategy; choose one of {STRATEGIES}.')
 
 
 def prune_layers(depth: int) -> Tuple[int, int, int]:
@@ -172,7 +199,10 @@ def sta_select(x: Tensor,
                keys: Tensor,
                num_groups: int,
                r: int,
-               reverse: bool = False) -> Tensor:
+               reverse: bool = False,
+               *,
+               strategy: str = 'sta',
+               generator: Optional[torch.Generator] = None) -> Tensor:
     """(B, N, C), (B, N, c) -> (B, N - G * r) indices of the kept tokens.
 
     Args:
@@ -183,12 +213,27 @@ def sta_select(x: Tensor,
         r (int): Tokens dropped per group.
         reverse (bool): Visit the groups in reverse time order.
             Defaults to False.
+        strategy (str): ``'sta'``, or one of the baselines ``'random'``,
+            ``'temporal'`` and ``'semantic'`` (see the module doc).
+            ``'tome'`` merges rather than selects: use
+            :func:`bipartite_match` and :func:`merge_tokens`.
+            Defaults to ``'sta'``.
+        generator (torch.Generator, optional): Source of the ``'random'``
+            strategy's draws, which are made on the generator's device.
+            Ignored by the other strategies. Defaults to None, the global
+            RNG of ``x``'s device.
 
     Returns:
         Tensor: (B, N - G * r) int64 indices into ``N``. Groups appear in time
         order; inside a group the order is the rule's (see the module doc),
-        which the next prune point depends on.
+        which the next prune point depends on. ``'random'`` keeps each
+        group's survivors in position order; ``'semantic'`` orders them by
+        ascending score, as STA's later groups.
     """
+    validate_strategy(strategy)
+    if strategy == 'tome':
+        raise ValueError("strategy='tome' merges tokens instead of selecting "
+                         'them; use bipartite_match() and merge_tokens().')
     b, n_tok, _ = x.shape
     if n_tok % num_groups:
         raise ValueError(f'{n_tok} tokens cannot be cut into num_groups='
@@ -199,12 +244,21 @@ def sta_select(x: Tensor,
     if r > n // 2:
         raise ValueError(f'drop_number={r} exceeds half of a group of {n} '
                          f'tokens; at most {n // 2} is allowed here.')
+    if strategy == 'random':
+        return random_select(b, n_tok, num_groups, r, generator, x.device)
     # Scores are compared across tokens, so they are kept in float32 even
     # when the backbone runs under fp16/bf16 autocast.
     with torch.autocast(device_type=x.device.type, enabled=False):
+        if strategy == 'semantic':
+            score = 1 - semantic_activation(x, num_groups)  # (B, G, n)
+            local = torch.argsort(score, dim=-1, stable=True)[..., :n - r]
+            return _to_global(local, n)  # (B, N - G * r)
         unit = F.normalize(keys.float(), dim=-1)  # (B, N, c)
         unit = unit.view(b, num_groups, n, -1)  # (B, G, n, c)
-        sem = semantic_activation(x, num_groups)  # (B, G, n)
+        if strategy == 'sta':
+            sem = semantic_activation(x, num_groups)  # (B, G, n)
+        else:  # 'temporal': no semantic factor, a = 0
+            sem = x.new_zeros(b, num_groups, n, dtype=torch.float32)
         order = range(num_groups - 1, -1, -1) if reverse else range(
             num_groups)
         kept: List[Tensor] = [None] * num_groups  # type: ignore
@@ -226,7 +280,138 @@ def sta_select(x: Tensor,
     return torch.cat(kept, dim=1)
 
 
+def _to_global(local: Tensor, n: int) -> Tensor:
+    """(B, G, m) indices local to groups of ``n`` -> (B, G * m) global."""
+    offset = torch.arange(local.shape[1], device=local.device) * n  # (G, )
+    return (local + offset[:, None]).flatten(1)
+
+
+def random_select(batch: int,
+                  num_tokens: int,
+                  num_groups: int,
+                  r: int,
+                  generator: Optional[torch.Generator] = None,
+                  device: Optional[torch.device] = None) -> Tensor:
+    """(B, N - G * r) indices of a uniformly random keep set per group.
+
+    Every group keeps ``n - r`` of its ``n`` tokens, drawn without
+    replacement, independently for every sample and group.
+
+    Args:
+        batch (int): B.
+        num_tokens (int): N, a multiple of ``num_groups``.
+        num_groups (int): G.
+        r (int): Tokens dropped per group.
+        generator (torch.Generator, optional): Source of the draws, which
+            are made on its device; the same generator state gives the same
+            keep sets. Defaults to None, the global RNG of ``device``.
+        device (torch.device, optional): Device of the returned indices.
+            Defaults to None, the generator's device (or the CPU).
+
+    Returns:
+        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time order
+        and each group's survivors in position order.
+    """
+    n = num_tokens // num_groups
+    draw_on = generator.device if generator is not None else device
+    noise = torch.rand(
+        batch, num_groups, n, generator=generator,
+        device=draw_on)  # (B, G, n)
+    local = noise.argsort(dim=-1)[..., :n - r].sort(dim=-1).values
+    if device is not None:
+        local = local.to(device)
+    return _to_global(local, n)  # (B, N - G * r)
+
+
+def bipartite_match(keys: Tensor, num_groups: int,
+                    r: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """ToMe's bipartite soft matching inside each of ``G`` groups.
+
+    The idea is ToMe's (Bolya et al., ICLR 2023; ``tome/merge.py``): split a
+    group into alternating sets A (even positions) and B (odd positions),
+    link every A token to its most similar B token (key cosine), and merge
+    the ``r`` A tokens with the most similar links into their B partners.
+    Here it runs in every group of the STA schedule, so it removes the same
+    ``r`` tokens per group as the other strategies.
+
+    Args:
+        keys (Tensor): (B, N, c) attention keys averaged over heads; they
+            are L2-normalised here.
+        num_groups (int): G, the number of equal consecutive groups.
+        r (int): Tokens merged away per group, at most half a group.
+
+    Returns:
+        tuple[Tensor]: int64 indices into ``N``: ``kept`` (B, N - G * r), the
+        surviving tokens (groups in time order, each group's survivors in
+        position order); ``src`` (B, G * r), the tokens merged away; and
+        ``dst`` (B, G * r), the kept token each ``src`` token merges into.
+    """
+    b, n_tok, _ = keys.shape
+    if n_tok % num_groups:
+        raise ValueError(f'{n_tok} tokens cannot be cut into num_groups='
+                         f'{num_groups} equal groups.')
+    n = n_tok // num_groups
+    if r <= 0:
+        empty = keys.new_zeros(b, 0, dtype=torch.long)
+        return (torch.arange(n_tok, device=keys.device).expand(b, -1), empty,
+                empty)
+    if r > n // 2:
+        raise ValueError(f'drop_number={r} exceeds half of a group of {n} '
+                         f'tokens; at most {n // 2} is allowed here.')
+    with torch.autocast(device_type=keys.device.type, enabled=False):
+        unit = F.normalize(keys.float(), dim=-1)  # (B, N, c)
+        unit = unit.view(b, num_groups, n, -1)  # (B, G, n, c)
+        a_keys, b_keys = unit[..., 0::2, :], unit[..., 1::2, :]
+        sim = a_keys @ b_keys.transpose(-1, -2)  # (B, G, nA, nB)
+        best, partner = sim.max(dim=-1)  # (B, G, nA)
+    order = torch.argsort(best, dim=-1, descending=True, stable=True)
+    src_a = order[..., :r]  # (B, G, r), A tokens merged away
+    kept_a = order[..., r:]  # (B, G, nA - r)
+    dst_b = partner.gather(-1, src_a)  # (B, G, r)
+    odd = torch.arange(1, n, 2, device=keys.device)  # (nB, )
+    odd = odd.expand(b, num_groups, -1)  # (B, G, nB)
+    kept = torch.cat([odd, kept_a * 2], dim=-1).sort(dim=-1).values
+    return (_to_global(kept, n), _to_global(src_a * 2, n),
+            _to_global(dst_b * 2 + 1, n))
+
+
+def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
+                 dst: Tensor) -> Tuple[Tensor, Tensor]:
+    """Size-weighted merge of ``src`` tokens into ``dst`` tokens.
+
+    Every token stands for ``size`` original patches. A kept token becomes
+    the size-weighted average of itself and the tokens merged into it, and
+    its size the sum of theirs, so sizes always add up to the original token
+    count (as ToMe's ``merge_wavg``).
+
+    Args:
+        x (Tensor): (B, N, C) tokens.
+        size (Tensor): (B, N) sizes; ones before the first merge.
+        kept (Tensor): (B, M) indices of the surviving tokens.
+        src (Tensor): (B, K) indices of the tokens merged away.
+        dst (Tensor): (B, K) the kept token each ``src`` merges into.
+
+    Returns:
+        tuple[Tensor]: merged tokens (B, M, C) in ``x``'s dtype and their
+        float32 sizes (B, M).
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        size = size.float()
+        total = x.float() * size.unsqueeze(-1)  # (B, N, C)
+        total = total.scatter_add(1, _expand(dst, x),
+                                  _take(total, src))  # (B, N, C)
+        size = size.scatter_add(1, dst, size.gather(1, src))  # (B, N)
+        size = size.gather(1, kept)  # (B, M)
+        merged = _take(total, kept) / size.unsqueeze(-1)  # (B, M, C)
+    return merged.to(x.dtype), size
+
+
+def _expand(idx: Tensor, x: Tensor) -> Tensor:
+    return idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+
+
 def _take(x: Tensor, idx: Tensor) -> Tensor:
+
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
+from ..datasets.synthetic_motion import write_clip
+
 #: Class names, in label order.
 CLASSES = ('square_sliding', 'disc_circling', 'stripes_falling')
 
@@ -92,21 +94,6 @@ def render_clip(
                 frame[y0:y1] = stripes
         frames[t] = (frame * 255).astype(np.uint8)
     return frames
-
-
-def write_clip(path: str, frames: np.ndarray, fps: float = 25.) -> str:
-    """Write (T, H, W, 3) RGB frames as an ``mp4v`` mp4; returns ``path``."""
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                             (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f'OpenCV cannot write an mp4v video to {path}.')
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
 
 
 def make_k400_set(root: str,

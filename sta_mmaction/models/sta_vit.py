@@ -9,16 +9,26 @@ from mmaction.models.backbones.vit_mae import Attention, Block, \
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ..core import (check_drop_number, gather_tokens, group_schedule,
-                    prune_layers, sta_select, token_counts,
-                    validate_drop_number)
+from ..core import (bipartite_match, check_drop_number, gather_tokens,
+                    group_schedule, merge_tokens, prune_layers, sta_select,
+                    token_counts, validate_drop_number, validate_strategy)
 
 
-def attention_with_keys(attn: Attention, x: Tensor) -> Tuple[Tensor, Tensor]:
+def attention_with_keys(
+        attn: Attention,
+        x: Tensor,
+        log_size: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """(B, N, C) -> output (B, N, C) and head-averaged keys (B, N, C / h).
 
     A copy of ``Attention.forward`` from mmaction 1.2.0 that also hands back
     the keys it computes, so STA never projects them a second time.
+
+    Args:
+        attn (Attention): The block's attention.
+        x (Tensor): (B, N, C) normalised tokens.
+        log_size (Tensor, optional): (B, N) log of the number of patches
+            each token stands for, added to the attention logits (ToMe's
+            proportional attention). Defaults to None, plain attention.
     """
     B, N, C = x.shape
 
@@ -34,6 +44,10 @@ def attention_with_keys(attn: Attention, x: Tensor) -> Tuple[Tensor, Tensor]:
 
     q = q * attn.scale
     a = q @ k.transpose(-2, -1)  # (B, h, N, N)
+    # --- STA: proportional attention for merged tokens ---
+    if log_size is not None:
+        a = a + log_size[:, None, None, :].to(a.dtype)  # (B, h, N, N)
+    # --- end STA ---
 
     a = a.softmax(dim=-1)
     a = attn.attn_drop(a)
@@ -46,10 +60,17 @@ def attention_with_keys(attn: Attention, x: Tensor) -> Tuple[Tensor, Tensor]:
     # --- end STA ---
 
 
-def block_with_keys(blk: Block, x: Tensor) -> Tuple[Tensor, Tensor]:
-    """(B, N, C) -> ``Block.forward(x)`` and the attention's keys."""
+def block_with_keys(blk: Block,
+                    x: Tensor,
+                    log_size: Optional[Tensor] = None
+                    ) -> Tuple[Tensor, Tensor]:
+    """(B, N, C) -> ``Block.forward(x)`` and the attention's keys.
+
+    ``log_size`` (B, N), when given, turns on proportional attention (see
+    :func:`attention_with_keys`).
+    """
     # --- STA: the attention also returns its keys ---
-    y, keys = attention_with_keys(blk.attn, blk.norm1(x))
+    y, keys = attention_with_keys(blk.attn, blk.norm1(x), log_size)
     # --- end STA ---
     if hasattr(blk, 'gamma_1'):
         x = x + blk.drop_path(blk.gamma_1 * y)
@@ -73,14 +94,55 @@ class STAViT(VisionTransformer):
     (:func:`sta_mmaction.core.sta_select`). The head mean-pools the tokens
     that survive.
 
+    ``strategy`` swaps the rule for a baseline or an ablation at the same
+    prune points and the same ``r`` per group, so token counts and nearly
+    all FLOPs are equal (see :mod:`sta_mmaction.core.sta`). With ``'tome'``
+    the ``r`` tokens per group are merged into their best matches by a
+    size-weighted average instead of dropped; the number of patches behind
+    each token is tracked across the prune points, and the head pools with
+    a size-weighted mean, so that each original patch weighs the same as in
+    the stock model's mean (the other strategies keep the plain mean).
+
     Args:
         drop_number (int): ``r``, tokens dropped per group at every prune
-            point. ``0`` gives the stock model exactly. Defaults to 0.
+            point. ``0`` gives the stock model exactly, whatever the
+            strategy. Defaults to 0.
+        strategy (str): Which tokens go: ``'sta'``, ``'random'``,
+            ``'temporal'`` (STA without its semantic factor), ``'semantic'``
+            (the semantic factor alone) or ``'tome'`` (bipartite soft
+            matching and merging). Defaults to ``'sta'``.
+        seed (int, optional): Seed of the ``'random'`` strategy's own
+            generator, created at the first pruned forward and advanced by
+            every forward after it, so a run with the same seed and the same
+            inputs keeps the same tokens. Ignored by the other strategies.
+            Defaults to None, torch's global RNG (which mmengine's
+            ``randomness`` setting seeds).
+        prop_attn (bool): With ``'tome'``, add ``log(size)`` to the attention
+            logits of every block after the first merge (ToMe's proportional
+            attention). Ignored by the other strategies. Defaults to True.
         *args, **kwargs: Arguments of ``VisionTransformer``.
     """
 
-    def __init__(self, *args, drop_number: int = 0, **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 drop_number: int = 0,
+                 strategy: str = 'sta',
+                 seed: Optional[int] = None,
+                 prop_attn: bool = True,
+                 **kwargs) -> None:
+        validate_strategy(strategy)
+        if seed is not None and (isinstance(seed, bool)
+                                 or not isinstance(seed, int)):
+            raise ValueError(f'seed={seed!r} must be an int or None (None '
+                             'draws from torch\'s global RNG).')
+        if not isinstance(prop_attn, bool):
+            raise ValueError(f'prop_attn={prop_attn!r} must be True or '
+                             'False.')
         super().__init__(*args, **kwargs)
+        self.strategy = strategy
+        self.seed = seed
+        self.prop_attn = prop_attn
+        self._generator: Optional[torch.Generator] = None
         bound = inspect.signature(VisionTransformer.__init__).bind(
             self, *args, **kwargs)
         bound.apply_defaults()
@@ -125,26 +187,46 @@ class STAViT(VisionTransformer):
                             self.drop_number)
 
     def _check_input(self, x: Tensor) -> None:
+        """Raise a ``ValueError`` for a clip this model cannot take.
+
+        At ``drop_number=0`` only what the stock forward would fail on with
+        a shape error is checked (dimensions, channels, frames); pruning
+        also needs whole patches and a grid the schedule can cut.
+        """
         if x.dim() != 5:
             raise ValueError(f'STAViT expects a (B, C, T, H, W) clip, got a '
                              f'tensor of shape {tuple(x.shape)}.')
         _, c, t, h, w = x.shape
         in_ch = self.patch_embed.projection.in_channels
-        if (c != in_ch or t != self.num_frames or h % self.patch_size
-                or w % self.patch_size):
+        whole = not (h % self.patch_size or w % self.patch_size)
+        if (c != in_ch or t != self.num_frames
+                or (self.drop_number and not whole)):
             raise ValueError(
                 f'STAViT was built for clips of {in_ch} channels x '
                 f'{self.num_frames} frames with sides divisible by '
                 f'patch_size={self.patch_size} (img_size '
                 f'{self.grid_size[0] * self.patch_size}), but got a clip of '
                 f'shape (C, T, H, W) = {(c, t, h, w)}.')
-        if (h // self.patch_size, w // self.patch_size) != self.grid_size:
-            self._check_schedule(t, h // self.patch_size,
-                                 w // self.patch_size)
+        grid = (h // self.patch_size, w // self.patch_size)
+        if self.drop_number and grid != self.grid_size:
+            self._check_schedule(t, *grid)
+
+    def random_generator(self) -> Optional[torch.Generator]:
+        """The ``'random'`` strategy's generator; None without a seed."""
+        if self.seed is None:
+            return None
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        return self._generator
+
+    def reset_generator(self) -> None:
+        """Start the ``'random'`` strategy's draws again from ``seed``."""
+        self._generator = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, C') clip features."""
         if self.drop_number == 0:
+            self._check_input(x)
             return super().forward(x)
         return self.forward_pruned(x)[0]
 
@@ -154,7 +236,8 @@ class STAViT(VisionTransformer):
         A copy of ``VisionTransformer.forward`` from mmaction 1.2.0 with the
         pruning fenced in. The second output holds, for each prune point, the
         (B, N_kept) indices of the surviving tokens in the full (time-major)
-        token grid, in the order the rule leaves them.
+        token grid, in the order the rule leaves them. With ``'tome'`` a
+        surviving token also carries the tokens merged into it.
         """
         # --- STA: validate the clip before any reshape can fail ---
         self._check_input(x)
@@ -181,19 +264,43 @@ class STAViT(VisionTransformer):
         groups = group_schedule(self.num_frames // self.tubelet_size)
         point = dict(zip(self.prune_layers, range(len(groups))))
         positions = torch.arange(x.shape[1], device=x.device).expand(b, -1)
+        merging = self.strategy == 'tome'
+        size = log_size = None  # (B, N) patches per token, for 'tome'
+        if merging:
+            size = x.new_ones(b, x.shape[1], dtype=torch.float32)
         kept = []
         for i, blk in enumerate(self.blocks):
             if i not in point:
-                x = blk(x)
+                x = blk(x) if log_size is None else block_with_keys(
+                    blk, x, log_size)[0]
                 continue
             p = point[i]
-            x, keys = block_with_keys(blk, x)  # (B, N, C), (B, N, C / h)
-            idx = sta_select(
-                x, keys, groups[p], self.drop_number, reverse=p == 1)
-            x = gather_tokens(x, idx)  # (B, N', C)
+            x, keys = block_with_keys(blk, x,
+                                      log_size)  # (B, N, C), (B, N, C / h)
+            if merging:
+                idx, src, dst = bipartite_match(keys, groups[p],
+                                                self.drop_number)
+                x, size = merge_tokens(x, size, idx, src, dst)  # (B, N', C)
+                if self.prop_attn:
+                    log_size = size.log()  # (B, N')
+            else:
+                idx = sta_select(
+                    x,
+                    keys,
+                    groups[p],
+                    self.drop_number,
+                    reverse=p == 1,
+                    strategy=self.strategy,
+                    generator=self.random_generator())
+                x = gather_tokens(x, idx)  # (B, N', C)
             positions = positions.gather(1, idx)  # (B, N')
             kept.append(positions)
         # --- end STA ---
 
         x = self.norm(x)
+        # --- STA: merged tokens pool by the patches they stand for ---
+        if size is not None:
+            w = size.to(x.dtype).unsqueeze(-1)  # (B, N', 1)
+            return self.fc_norm((x * w).sum(1) / w.sum(1)), kept
+        # --- end STA ---
         return self.fc_norm(x.mean(1)), kept

@@ -101,12 +101,6 @@ def test_vit_bad_clip_name_value_and_allowed(shape, parts):
     raised_by_our_check(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG (sta_mmaction/models/sta_vit.py): forward() with '
-    'drop_number=0 skips _check_input and calls the stock forward, so a '
-    'clip of the wrong frame count or channel count ends in a torch shape '
-    'error (pos_embed add / conv3d) instead of the ValueError.')
 @pytest.mark.parametrize('shape', [(1, 3, 8, 64, 64), (1, 1, 16, 64, 64)])
 def test_vit_bad_clip_unpruned(shape):
     vit = STAViT(**SMALL, drop_number=0).eval()

@@ -197,3 +197,12 @@ def test_other_resolution_prunes():
         feats, kept = pruned.forward_pruned(clip(b=1, size=96))
     assert feats.shape == (1, 48)
     assert [k.shape[1] for k in kept] == pruned.token_counts((6, 6))[1:]
+
+
+def test_zero_drop_accepts_what_stock_accepts():
+    """At r=0 a partial patch or another grid is the stock model's output."""
+    stock, pruned = build_pair(0)
+    for size in ((60, 64), (96, 96)):
+        x = torch.randn(1, 3, 16, *size)
+        with torch.no_grad():
+            assert torch.equal(stock(x), pruned(x))
