@@ -324,7 +324,7 @@ def markdown(rows: List[Dict], strategies: Sequence[str],
             tops.append(text)
         tokens = ' / '.join(str(t) for t in ref['tokens'][1:])
         lines.append('| ' + ' | '.join([
-            str(r), tokens, f'{ref["gflops"]:.4f}', *tops, ', '.join(
+            str(r), tokens, f'{ref["gflops"]:.3f}', *tops, ', '.join(
                 best.get(r, ['-']))
         ]) + ' |')
     lines += [
@@ -337,7 +337,7 @@ def markdown(rows: List[Dict], strategies: Sequence[str],
         lines.append(
             f'| {x["strategy"]} | {x["r"]} | '
             f'{" / ".join(str(t) for t in x["tokens"][1:])} | '
-            f'{x["gflops"]:.4f} | {100 * x["top1"]:.1f} | '
+            f'{x["gflops"]:.3f} | {100 * x["top1"]:.1f} | '
             f'{100 * x["mean1"]:.1f} | {x["runs"]} |')
     return '\n'.join(lines) + '\n'
 
@@ -433,7 +433,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         runs.append(run)
         print_log(
             f'[{i + 1}/{len(todo)}] {s:<8} r={r:<3} seed={seed} '
-            f'tokens={run["tokens"]} {run["gflops"]:.4f} GFLOPs/view '
+            f'tokens={run["tokens"]} {run["gflops"]:.3f} GFLOPs/view '
             f'top-1 {100 * run["top1"]:.1f}% ({run["test_seconds"]:.0f} s)',
             logger=logger)
     sweep_seconds = time.perf_counter() - start
