@@ -171,6 +171,11 @@ spec.loader.exec_module(sta)
 import torch
 x = torch.randn(1, 32, 4)
 assert sta.sta_select(x, x, 4, 2).shape == (1, 24)
+for s in ('random', 'temporal', 'semantic'):  # the baselines too
+    assert sta.sta_select(x, x, 4, 2, strategy=s).shape == (1, 24)
+kept, src, dst = sta.bipartite_match(x, 4, 2)
+y, size = sta.merge_tokens(x, torch.ones(1, 32), kept, src, dst)
+assert y.shape == (1, 24, 4) and float(size.sum()) == 32
 assert not any(m.split('.')[0] in ('mmengine', 'mmcv', 'mmaction')
                for m in sys.modules)
 """

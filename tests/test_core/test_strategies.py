@@ -1,8 +1,4 @@
 """Baselines and ablations: token counts, seeds, ToMe merging, errors."""
-import os.path as osp
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -11,7 +7,7 @@ from sta_mmaction.core import (STRATEGIES, bipartite_match, group_schedule,
                                semantic_activation, sta_select)
 from sta_mmaction.models import STAViT
 
-from .test_sta_rule import ROOT, reference_select
+from .test_sta_rule import reference_select
 
 SELECTING = [s for s in STRATEGIES if s != 'tome']
 
@@ -305,28 +301,3 @@ def test_from_config_options():
     vit = MODELS.build(cfg.model)
     assert (vit.strategy, vit.seed, vit.drop_number) == ('tome', 4, 3)
 
-
-def test_strategies_import_without_openmmlab():
-    """The baselines live in core/sta.py and need no mmengine either."""
-    code = f"""
-import importlib.abc, importlib.util, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('mmengine', 'mmcv', 'mmaction'):
-            raise ImportError('blocked ' + name)
-sys.meta_path.insert(0, Block())
-spec = importlib.util.spec_from_file_location(
-    'sta', {osp.join(ROOT, 'sta_mmaction', 'core', 'sta.py')!r})
-sta = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sta)
-import torch
-x = torch.randn(1, 32, 4)
-for s in ('random', 'temporal', 'semantic'):
-    assert sta.sta_select(x, x, 4, 2, strategy=s).shape == (1, 24)
-kept, src, dst = sta.bipartite_match(x, 4, 2)
-y, size = sta.merge_tokens(x, torch.ones(1, 32), kept, src, dst)
-assert y.shape == (1, 24, 4) and float(size.sum()) == 32
-assert not any(m.split('.')[0] in ('mmengine', 'mmcv', 'mmaction')
-               for m in sys.modules)
-"""
-    subprocess.run([sys.executable, '-c', code], check=True)
