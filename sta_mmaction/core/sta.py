@@ -161,8 +161,22 @@ def semantic_activation(x: Tensor, num_groups: int) -> Tensor:
     return torch.where(a_rng > 0, (a - a_min) / safe, torch.zeros_like(a))
 
 
-def parity_drop(keys: Tensor, r: int) -> Tuple[Tensor, Tensor]:
-    """(B, n, c) unit keys -> kept local indices (B, n - r) and the dropped.
+def best_partner(unit: Tensor) -> Tuple[Tensor, Tensor]:
+    """(..., n, c) unit keys -> each even position's best odd match.
+
+    The bipartite split shared by STA's first group and ToMe: even positions
+    (set A) against odd positions (set B).
+
+    Returns:
+        tuple[Tensor]: (..., nA) the highest cosine of every A token to any B
+        token, and (..., nA) the index of that B token among the odd ones.
+    """
+    a_keys, b_keys = unit[..., 0::2, :], unit[..., 1::2, :]
+    return (a_keys @ b_keys.transpose(-1, -2)).max(dim=-1)  # (..., nA)
+
+
+def parity_drop(keys: Tensor, r: int) -> Tensor:
+    """(B, n, c) unit keys -> kept local indices (B, n - r).
 
     Even positions (set A) are scored by their highest cosine to any odd
     position (set B); the ``r`` A tokens with the highest scores are dropped.
@@ -170,14 +184,11 @@ def parity_drop(keys: Tensor, r: int) -> Tuple[Tensor, Tensor]:
     ascending score. Ties are broken by position (stable sort).
     """
     b, n, _ = keys.shape
-    a_keys, b_keys = keys[:, 0::2], keys[:, 1::2]  # (B, nA, c), (B, nB, c)
-    best = (a_keys @ b_keys.transpose(1, 2)).amax(-1)  # (B, nA)
+    best, _ = best_partner(keys)  # (B, nA)
     order = torch.argsort(best, dim=-1, stable=True)  # ascending
-    n_a = a_keys.shape[1]
-    kept_a = order[:, :n_a - r] * 2  # (B, nA - r), even positions
-    dropped = order[:, n_a - r:] * 2  # (B, r)
+    kept_a = order[:, :best.shape[1] - r] * 2  # (B, nA - r), even positions
     odd = torch.arange(1, n, 2, device=keys.device).expand(b, -1)  # (B, nB)
-    return torch.cat([odd, kept_a], dim=1), dropped
+    return torch.cat([odd, kept_a], dim=1)
 
 
 def accumulate(src_keys: Tensor, src_weight: Tensor, keys: Tensor) -> Tensor:
@@ -266,7 +277,7 @@ def sta_select(x: Tensor,
         for step, g in enumerate(order):
             k_g = unit[:, g]  # (B, n, c)
             if step == 0:
-                local, _ = parity_drop(k_g, r)  # (B, n - r)
+                local = parity_drop(k_g, r)  # (B, n - r)
                 src_keys = k_g
                 src_w = k_g.new_ones(b, n)
             else:
@@ -361,9 +372,7 @@ def bipartite_match(keys: Tensor, num_groups: int,
     with torch.autocast(device_type=keys.device.type, enabled=False):
         unit = F.normalize(keys.float(), dim=-1)  # (B, N, c)
         unit = unit.view(b, num_groups, n, -1)  # (B, G, n, c)
-        a_keys, b_keys = unit[..., 0::2, :], unit[..., 1::2, :]
-        sim = a_keys @ b_keys.transpose(-1, -2)  # (B, G, nA, nB)
-        best, partner = sim.max(dim=-1)  # (B, G, nA)
+        best, partner = best_partner(unit)  # (B, G, nA)
     order = torch.argsort(best, dim=-1, descending=True, stable=True)
     src_a = order[..., :r]  # (B, G, r), A tokens merged away
     kept_a = order[..., r:]  # (B, G, nA - r)
