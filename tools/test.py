@@ -26,6 +26,7 @@ from mmengine.hooks import LoggerHook
 from mmengine.runner import Runner
 
 from mmaction.registry import RUNNERS
+from sta_mmaction.engine import add_test_hooks
 from sta_mmaction.utils import set_unsafe_full_unpickle
 
 
@@ -117,12 +118,7 @@ def merge_args(cfg, args):
         else:
             cfg.test_evaluator = [cfg.test_evaluator, dump_metric]
 
-    hooks = list(cfg.get('custom_hooks', []))
-    have = {h.get('type') for h in hooks}
-    for name in ('STAReportHook', 'CheckpointKeysHook'):
-        if name not in have:
-            hooks.append(dict(type=name))
-    cfg.custom_hooks = hooks
+    add_test_hooks(cfg)
     return cfg
 
 

@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from ..engine import unwrap
+from ..engine import add_test_hooks, unwrap
 from ..utils.checkpoint_io import (load_recognizer_weights,
                                    save_mmengine_checkpoint)
 from ..visualization.kept_tokens import single_view_pipeline
@@ -133,11 +133,10 @@ def demo_test_cfg(cfg: Config,
     cfg.load_from = checkpoint
     cfg.work_dir = work_dir
     cfg.experiment_name = f'r{drop_number}'
-    hooks = [dict(type='STAReportHook'), dict(type='CheckpointKeysHook')]
+    add_test_hooks(cfg)
     if not verbose:
         cfg.log_level = 'WARNING'
-        hooks.append(dict(type='ProgressBarHook'))
-    cfg.custom_hooks = hooks
+        cfg.custom_hooks.append(dict(type='ProgressBarHook'))
     return cfg
 
 

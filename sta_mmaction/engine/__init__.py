@@ -1,8 +1,9 @@
 """mmengine glue: hooks that report and guard STA test runs."""
-from .hooks import CheckpointKeysHook, STAReportHook, unwrap
+from .hooks import (TEST_HOOKS, CheckpointKeysHook, STAReportHook,
+                    add_test_hooks, unwrap)
 from .pruning_hook import STAPruningHook, convert_backbone
 
 __all__ = [
-    'CheckpointKeysHook', 'STAPruningHook', 'STAReportHook',
-    'convert_backbone', 'unwrap'
+    'TEST_HOOKS', 'CheckpointKeysHook', 'STAPruningHook', 'STAReportHook',
+    'add_test_hooks', 'convert_backbone', 'unwrap'
 ]

@@ -10,6 +10,18 @@ from mmengine.model import is_model_wrapper
 from ..analysis import backbone_report, view_shape
 
 
+#: Hooks every STA test run carries (``tools/test.py``, the demo).
+TEST_HOOKS = ('STAReportHook', 'CheckpointKeysHook')
+
+
+def add_test_hooks(cfg) -> None:
+    """Append :data:`TEST_HOOKS` to ``cfg.custom_hooks`` unless present."""
+    hooks = list(cfg.get('custom_hooks', []))
+    have = {h.get('type') for h in hooks}
+    hooks += [dict(type=name) for name in TEST_HOOKS if name not in have]
+    cfg.custom_hooks = hooks
+
+
 def unwrap(model):
     """The model inside a distributed (or other) wrapper."""
     return model.module if is_model_wrapper(model) else model
