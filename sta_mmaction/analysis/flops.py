@@ -101,6 +101,11 @@ def backbone_report(backbone: nn.Module,
         seed (int): Seed of the random view; selections depend on content but
             token counts and FLOPs do not. Defaults to 0.
 
+    The counting forward leaves the random streams as they were: torch's
+    global RNG is forked, and the ``'random'`` strategy's own generator, if
+    any, restarts from its seed, so a test run draws the same keep sets
+    with or without the report.
+
     Returns:
         dict: ``gflops``, ``params_m``, ``tokens`` (list, before the first
         point and after each; empty for backbones that do not prune) and
@@ -111,8 +116,11 @@ def backbone_report(backbone: nn.Module,
     gen = torch.Generator().manual_seed(seed)
     device = next(backbone.parameters()).device
     view = torch.randn(shape, generator=gen).to(device)
-    with torch.no_grad():
+    cuda = [device] if device.type == 'cuda' else []
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         counted = count_flops(backbone, (view, ))
+    if hasattr(backbone, 'reset_generator'):
+        backbone.reset_generator()
     backbone.train(was_training)
     tokens: List[int] = []
     if hasattr(backbone, 'token_counts'):

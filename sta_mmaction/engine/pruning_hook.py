@@ -22,6 +22,7 @@ from torch import nn
 
 from ..core import validate_drop_number
 from ..models import STASwin3D, STAViT
+from ..models.strategy import check_strategy_args
 from .hooks import STAReportHook, unwrap
 
 #: Stock MMAction2 backbone -> its STA version, which adds no weights.
@@ -56,8 +57,11 @@ def sta_version(backbone: nn.Module) -> Type[nn.Module]:
         f'backbone; it supports exactly these backbone types: {allowed}.')
 
 
-def convert_backbone(backbone: nn.Module, drop_number: int,
-                     backbone_cfg: Mapping) -> nn.Module:
+def convert_backbone(backbone: nn.Module,
+                     drop_number: int,
+                     backbone_cfg: Mapping,
+                     strategy: str = 'sta',
+                     seed: Optional[int] = None) -> nn.Module:
     """Turn a stock backbone into its STA version, in place.
 
     The STA class's own ``__init__`` does the checking: an STA backbone (the
@@ -72,24 +76,29 @@ def convert_backbone(backbone: nn.Module, drop_number: int,
     is dropped. The weights are never copied or moved.
 
     Converting a backbone that already is the STA version with the same
-    ``drop_number`` does nothing; with another ``drop_number`` it re-runs the
-    checks and sets the new one.
+    ``drop_number``, ``strategy`` and ``seed`` does nothing; otherwise it
+    re-runs the checks and sets the new ones (the other STA settings of the
+    config, e.g. ``prop_attn``, are taken from ``backbone_cfg``).
 
     Args:
         backbone (nn.Module): The live backbone (unwrapped).
         drop_number (int): ``r`` of the STA class.
         backbone_cfg (Mapping): The config the backbone was built from,
             e.g. ``runner.cfg.model.backbone``. Its ``type`` is ignored.
+        strategy (str): The STA class's ``strategy``. Defaults to ``'sta'``.
+        seed (int, optional): The STA class's ``seed``. Defaults to None.
 
     Returns:
         nn.Module: ``backbone`` itself, now of the STA class.
     """
     validate_drop_number(drop_number)
     sta_cls = sta_version(backbone)
-    if type(backbone) is sta_cls and backbone.drop_number == drop_number:
+    wanted = dict(drop_number=drop_number, strategy=strategy, seed=seed)
+    if type(backbone) is sta_cls and all(
+            getattr(backbone, k) == v for k, v in wanted.items()):
         return backbone
     kwargs = {k: v for k, v in dict(backbone_cfg).items() if k != 'type'}
-    kwargs['drop_number'] = drop_number
+    kwargs.update(wanted)
     with torch.no_grad():
         probe = sta_cls(**kwargs)
     want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
@@ -101,7 +110,7 @@ def convert_backbone(backbone: nn.Module, drop_number: int,
             f'describe the live {type(backbone).__name__}: their weights '
             f'differ in name or shape, e.g. {diff}. STAPruningHook reads '
             'model.backbone of the config the model was built from.')
-    added = set(vars(probe)) - set(vars(backbone)) | {'drop_number'}
+    added = set(vars(probe)) - set(vars(backbone)) | set(sta_cls.STA_SETTINGS)
     backbone.__class__ = sta_cls
     for name in sorted(added):
         setattr(backbone, name, getattr(probe, name))
@@ -132,6 +141,10 @@ class STAPruningHook(STAReportHook):
     Args:
         drop_number (int): ``r``, as in ``STAViT`` / ``STASwin3D``. ``0``
             converts but prunes nothing.
+        strategy (str): ``'sta'`` or a baseline, as in ``STAViT`` /
+            ``STASwin3D`` (which refuses ``'tome'``). Defaults to ``'sta'``.
+        seed (int, optional): Seed of the ``'random'`` strategy. Defaults to
+            None, torch's global RNG.
         shape (Sequence[int], optional): (1, C, T, H, W) of one view for the
             report. Defaults to None, read from the config.
     """
@@ -140,10 +153,15 @@ class STAPruningHook(STAReportHook):
 
     def __init__(self,
                  drop_number: int,
+                 strategy: str = 'sta',
+                 seed: Optional[int] = None,
                  shape: Optional[Sequence[int]] = None) -> None:
         validate_drop_number(drop_number)
+        check_strategy_args(strategy, seed)
         super().__init__(shape=shape)
         self.drop_number = drop_number
+        self.strategy = strategy
+        self.seed = seed
         self._reporter: Optional[STAReportHook] = None
         self._metrics: Optional[Dict] = None
 
@@ -157,7 +175,8 @@ class STAPruningHook(STAReportHook):
         backbone_cfg = _backbone_cfg(runner)
         old = type(backbone).__name__
         old_r = getattr(backbone, 'drop_number', None)
-        convert_backbone(backbone, self.drop_number, backbone_cfg)
+        convert_backbone(backbone, self.drop_number, backbone_cfg,
+                         self.strategy, self.seed)
         if old_r is not None and old_r != self.drop_number:
             print_log(
                 f'STAPruningHook: the backbone was already an {old} with '
@@ -168,7 +187,8 @@ class STAPruningHook(STAReportHook):
         elif old_r is None:
             print_log(
                 f'STAPruningHook: {old} -> {type(backbone).__name__} with '
-                f'drop_number={self.drop_number}, same weights.',
+                f'drop_number={self.drop_number}, strategy='
+                f'{self.strategy!r}, same weights.',
                 logger='current')
         self._reporter = self._pick_reporter(runner)
         if self._reporter is self:
@@ -213,7 +233,8 @@ class STAPruningHook(STAReportHook):
             acc = ', ' + ', '.join(f'{k}={v:.4f}' for k, v in metrics.items()
                                    if k.startswith('acc/'))
         print_log(
-            f'STAPruningHook (drop_number={self.drop_number}): '
+            f'STAPruningHook (drop_number={self.drop_number}, strategy='
+            f'{self.strategy!r}): '
             f'{report["gflops"]:.2f} GFLOPs per view, tokens before the '
             f'first prune point and after each {report["tokens"]}{acc}',
             logger='current')

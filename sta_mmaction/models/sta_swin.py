@@ -20,13 +20,20 @@ from mmaction.models.backbones.swin import (PatchMerging, SwinTransformer3D,
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ..core import gather_tokens, sta_select
+from ..core import STRATEGIES, gather_tokens, sta_select
+from .strategy import RandomStrategyMixin, check_strategy_args
 
 #: Logit added to pruned keys. A row that holds any kept key gives them
 #: exactly zero weight (``exp`` underflows); a row without one (a pruned
 #: query, whose output is discarded) stays finite, where ``-inf`` would give
 #: NaN. It is finite in fp16 too.
 PRUNED_KEY_BIAS = -1e4
+
+#: Strategies STASwin3D supports: all that select tokens. ToMe's merging is
+#: left out because a merged token stands for patches from anywhere in its
+#: group, while Swin's window attention, relative position bias and patch
+#: merging address each token by its single grid position.
+SWIN_STRATEGIES = tuple(s for s in STRATEGIES if s != 'tome')
 
 #: (T, H, W) that :meth:`STASwin3D.token_counts` assumes before any forward:
 #: the paper's view, 32 frames of 224 x 224.
@@ -266,7 +273,7 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
 
 
 @MODELS.register_module()
-class STASwin3D(SwinTransformer3D):
+class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
     """Video Swin with Semantic-aware Temporal Accumulation pruning.
 
     Takes every argument of MMAction2's ``SwinTransformer3D`` and adds no
@@ -315,15 +322,41 @@ class STASwin3D(SwinTransformer3D):
       ``(B, C, 1, 1, 1)`` map, which ``I3DHead``'s average pool leaves as
       is; it is not a spatial feature map.
 
+    ``strategy`` swaps the rule for a baseline or an ablation at the same
+    prune points and the same ``r`` per group, as in ``STAViT``: token
+    counts, FLOPs and the fill of pruned positions stay the same.
+
     Args:
         drop_number (int): ``r``, tokens dropped per slice at stage 2 (see
             above for stages 3 and 4). ``0`` gives the stock backbone
             exactly. Needs ``ceil(T / patch_size[0])`` to be a multiple of 4
             and ``out_indices=(3, )``. Defaults to 0.
+        strategy (str): Which tokens go at each prune point: ``'sta'``,
+            ``'random'``, ``'temporal'`` (STA without its semantic factor)
+            or ``'semantic'`` (the semantic factor alone). ``'tome'`` is
+            refused (see :data:`SWIN_STRATEGIES`). Defaults to ``'sta'``.
+        seed (int, optional): Seed of the ``'random'`` strategy's own
+            generator (see ``STAViT``). Ignored by the other strategies.
+            Defaults to None, torch's global RNG.
         *args, **kwargs: Arguments of ``SwinTransformer3D``.
     """
 
-    def __init__(self, *args, drop_number: int = 0, **kwargs) -> None:
+    #: Attributes that hold STA's settings (see ``convert_backbone``).
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed', '_generator')
+
+    def __init__(self,
+                 *args,
+                 drop_number: int = 0,
+                 strategy: str = 'sta',
+                 seed: Optional[int] = None,
+                 **kwargs) -> None:
+        check_strategy_args(
+            strategy,
+            seed,
+            SWIN_STRATEGIES,
+            why="ToMe's merged tokens stand for patches from anywhere in "
+            'their group, but window attention and patch merging address '
+            'every token by one grid position.')
         if isinstance(drop_number, bool) or not isinstance(drop_number, int):
             raise ValueError(f'drop_number must be an int, got '
                              f'{drop_number!r} ({type(drop_number).__name__})'
@@ -335,6 +368,9 @@ class STASwin3D(SwinTransformer3D):
                 '>= 0 (0 disables pruning).')
         super().__init__(*args, **kwargs)
         self.drop_number = drop_number
+        self.strategy = strategy
+        self.seed = seed
+        self._generator: Optional[torch.Generator] = None
         self._clip = DEFAULT_CLIP
         if drop_number > 0:
             if self.num_layers != 4:
@@ -508,11 +544,11 @@ class STASwin3D(SwinTransformer3D):
                                         qkv if i == 0 else None)
         return tokens, pos
 
-    @staticmethod
-    def _select(blk: SwinTransformerBlock3D, tokens: Tensor, pos: Tensor,
-                point: Dict[str, int],
+    def _select(self, blk: SwinTransformerBlock3D, tokens: Tensor,
+                pos: Tensor, point: Dict[str, int],
                 reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
-        """STA at a stage's start, with the first block's attention keys.
+        """STA (or ``strategy``) at a stage's start, with the first block's
+        attention keys.
 
         Returns:
             tuple: kept tokens (B, M, C), their positions (B, M) and their
@@ -529,8 +565,13 @@ class STASwin3D(SwinTransformer3D):
         k = F.linear(normed, w_k, b_k)  # (B, N, C), all candidates
         keys = k.view(b, n, attn.num_heads, -1).mean(2)  # (B, N, C / nH)
         idx = sta_select(
-            tokens, keys, point['groups'], point['drop'],
-            reverse=reverse)  # (B, M)
+            tokens,
+            keys,
+            point['groups'],
+            point['drop'],
+            reverse=reverse,
+            strategy=self.strategy,
+            generator=self.random_generator())  # (B, M)
         tokens = gather_tokens(tokens, idx)  # (B, M, C)
         normed = gather_tokens(normed, idx)  # (B, M, C)
         q = F.linear(normed, w_q, b_q)  # (B, M, C), kept only

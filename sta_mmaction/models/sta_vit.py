@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ..core import (bipartite_match, check_drop_number, gather_tokens,
                     group_schedule, merge_tokens, prune_layers, sta_select,
-                    token_counts, validate_drop_number, validate_strategy)
+                    token_counts, validate_drop_number)
+from .strategy import RandomStrategyMixin, check_strategy_args
 
 
 def attention_with_keys(
@@ -82,7 +83,7 @@ def block_with_keys(blk: Block,
 
 
 @MODELS.register_module()
-class STAViT(VisionTransformer):
+class STAViT(RandomStrategyMixin, VisionTransformer):
     """VideoMAE ViT with Semantic-aware Temporal Accumulation pruning.
 
     Takes every argument of MMAction2's ``VisionTransformer`` and adds none
@@ -123,6 +124,10 @@ class STAViT(VisionTransformer):
         *args, **kwargs: Arguments of ``VisionTransformer``.
     """
 
+    #: Attributes that hold STA's settings (see ``convert_backbone``).
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn',
+                    '_generator')
+
     def __init__(self,
                  *args,
                  drop_number: int = 0,
@@ -130,11 +135,7 @@ class STAViT(VisionTransformer):
                  seed: Optional[int] = None,
                  prop_attn: bool = True,
                  **kwargs) -> None:
-        validate_strategy(strategy)
-        if seed is not None and (isinstance(seed, bool)
-                                 or not isinstance(seed, int)):
-            raise ValueError(f'seed={seed!r} must be an int or None (None '
-                             'draws from torch\'s global RNG).')
+        check_strategy_args(strategy, seed)
         if not isinstance(prop_attn, bool):
             raise ValueError(f'prop_attn={prop_attn!r} must be True or '
                              'False.')
@@ -210,18 +211,6 @@ class STAViT(VisionTransformer):
         grid = (h // self.patch_size, w // self.patch_size)
         if self.drop_number and grid != self.grid_size:
             self._check_schedule(t, *grid)
-
-    def random_generator(self) -> Optional[torch.Generator]:
-        """The ``'random'`` strategy's generator; None without a seed."""
-        if self.seed is None:
-            return None
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
-        return self._generator
-
-    def reset_generator(self) -> None:
-        """Start the ``'random'`` strategy's draws again from ``seed``."""
-        self._generator = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, C') clip features."""

@@ -238,6 +238,45 @@ def test_other_backbone_is_a_clear_error():
             }), 4, VIT)
 
 
+@pytest.mark.parametrize('case, strategy', [('vit', 'random'),
+                                            ('vit', 'tome'),
+                                            ('swin', 'random'),
+                                            ('swin', 'semantic')])
+def test_hook_strategy_equals_sta_backbone(case, strategy):
+    """The hook's strategy and seed reach the backbone; a second hook with
+    another strategy switches it, and its seed restarts the draws."""
+    r = CASES[case]['r']
+    stock = build(case)
+    sta_type = 'STAViT' if case == 'vit' else 'STASwin3D'
+    reference = build(
+        case, type=sta_type, drop_number=r, strategy=strategy, seed=2)
+    shape = (1, 3, CASES[case]['frames'], 64, 64)
+    hook = STAPruningHook(
+        drop_number=r, strategy=strategy, seed=2, shape=shape)
+    hook.before_test(fake_runner(stock, model_cfg(case), [hook]))
+    assert (stock.backbone.strategy, stock.backbone.seed) == (strategy, 2)
+    x = view(case)
+    with torch.no_grad():
+        assert torch.equal(stock.backbone(x), reference.backbone(x))
+        convert_backbone(stock.backbone, r, model_cfg(case)['backbone'],
+                         'sta')
+        assert stock.backbone.strategy == 'sta'
+        sta = build(case, type=sta_type, drop_number=r)
+        assert torch.equal(stock.backbone(x), sta.backbone(x))
+
+
+def test_hook_strategy_errors():
+    with pytest.raises(ValueError, match="strategy='best' is not a"):
+        STAPruningHook(drop_number=4, strategy='best')
+    with pytest.raises(ValueError, match='seed=0.5 must be an int'):
+        STAPruningHook(drop_number=4, strategy='random', seed=0.5)
+    model = build('swin')
+    hook = STAPruningHook(drop_number=16, strategy='tome')
+    with pytest.raises(ValueError, match="strategy='tome' is not available"):
+        hook.before_test(fake_runner(model, model_cfg('swin'), [hook]))
+    assert type(model.backbone) is not STASwin3D
+
+
 @pytest.mark.parametrize('drop_number', [-1, 2.5, True])
 def test_bad_drop_number(drop_number):
     with pytest.raises(ValueError, match='drop_number'):

@@ -129,6 +129,76 @@ def test_kept_token_counts_observed(r, counts, carried):
         assert all(len(set(row.tolist())) == k.shape[1] for row in k)
 
 
+@pytest.mark.parametrize('strategy', ['sta', 'random', 'temporal',
+                                      'semantic'])
+def test_strategy_token_counts_and_rule(strategy):
+    """Every selecting strategy keeps the same counts per stage, and stage 2
+    keeps what ``sta_select`` with that strategy keeps."""
+    _, sta = build_pair(24)
+    _, other = build_pair(24)
+    other.strategy, other.seed = strategy, 3
+    seen, handles = _count_tokens(other)
+    x = clip(b=2, seed=4)
+    with torch.no_grad():
+        feats, kept = other.forward_pruned(x)
+        _, sta_kept = sta.forward_pruned(x)
+    for h in handles:
+        h.remove()
+    counts = [1024, 160, 28, 7]
+    assert other.token_counts() == counts
+    assert [k.shape[1] for k in kept] == counts[1:]
+    for s in range(1, 4):
+        assert seen[(s, 1, 'mlp.fc1')] == [2 * counts[s]]
+    assert torch.isfinite(feats).all()
+    if strategy != 'sta':
+        assert not torch.equal(kept[0], sta_kept[0])
+    if strategy == 'random':
+        return
+    # stage 2: the rule on the stage input with the first block's keys
+    blk = other.layers[1].blocks[0]
+    with torch.no_grad():
+        tokens = other.layers[0](
+            other.patch_embed(x), do_downsample=False)
+        tokens = other.layers[0].downsample(tokens).flatten(1, 3)
+        k = blk.attn.qkv(blk.norm1(tokens)).chunk(3, -1)[1]
+        keys = k.view(2, 256, blk.attn.num_heads, -1).mean(2)
+    idx = sta_select(tokens, keys, 4, 24, strategy=strategy)
+    assert torch.equal(kept[0], idx)
+
+
+def test_random_strategy_seed_is_honoured():
+    def kept(seed, runs=1):
+        _, sta = build_pair(24)
+        sta.strategy, sta.seed = 'random', seed
+        with torch.no_grad():
+            outs = [sta.forward_pruned(clip())[1] for _ in range(runs)]
+        return sta, outs
+
+    _, [a] = kept(5)
+    _, [b] = kept(5)
+    _, [c] = kept(6)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+    sta, [first, second] = kept(5, runs=2)
+    assert not torch.equal(first[0], second[0])
+    sta.reset_generator()
+    with torch.no_grad():
+        again = sta.forward_pruned(clip())[1]
+    assert all(torch.equal(p, q) for p, q in zip(first, again))
+
+
+def test_strategy_from_config_and_zero_drop():
+    cfg = dict(SMALL, type='STASwin3D', drop_number=0, strategy='random',
+               seed=1)
+    sta = MODELS.build(cfg).eval()
+    assert (sta.strategy, sta.seed) == ('random', 1)
+    stock, _ = build_pair(0)
+    sta.load_state_dict(stock.state_dict(), strict=True)
+    x = clip()
+    with torch.no_grad():
+        assert torch.equal(stock(x), sta(x))
+
+
 @pytest.mark.parametrize('r', [192, 256, 320])
 def test_paper_view_counts(r):
     """32 x 224^2: 50176, 12544 - 16r, 3136 - 6r, 784 - 1.75r."""
@@ -252,6 +322,11 @@ def test_registered_and_strict_roundtrip(tmp_path):
         arch=dict(embed_dims=24, depths=[2, 2, 2], num_heads=[1, 2, 2]),
         out_indices=(2, )), 'needs the 4 stages'),
     (dict(drop_number=8, out_indices=(2, 3)), 'out_indices=\\(3, \\)'),
+    (dict(drop_number=8, strategy='tome'),
+     "strategy='tome' is not available for this backbone; choose one of "
+     "\\('sta', 'random', 'temporal', 'semantic'\\)"),
+    (dict(drop_number=8, strategy='STA'), "strategy='STA' is not a"),
+    (dict(drop_number=8, strategy='random', seed='1'), "seed='1' must be"),
 ])
 def test_bad_settings(kwargs, match):
     cfg = dict(SMALL, **kwargs)
