@@ -158,6 +158,12 @@ class _KeptGrid:
         The mask is (B * nW, 1, N, N): the shifted-window mask where the
         block shifts, plus :data:`PRUNED_KEY_BIAS` on pruned keys. Padding
         stays a key, as in stock Swin, where it holds ``qkv(0)``.
+
+        Stock Swin masks the other regions of a shifted window with a logit
+        of -100, whose softmax weight (about ``e^-100``) is a subnormal
+        float: it changes no output in float32 but slows the attention
+        matmul several times on x86 CPUs. Here those keys get
+        :data:`PRUNED_KEY_BIAS` too, whose weight is exactly zero.
         """
         key = (tuple(window_size), tuple(shift_size))
         if key not in self._cache:
@@ -180,8 +186,10 @@ class _KeptGrid:
             bias = bias.view(-1, 1, 1, n)  # (B*nW, 1, 1, N)
             if mask_matrix is not None and any(i > 0 for i in shift_size):
                 nw = mask_matrix.shape[0]
+                shift = torch.where(mask_matrix < 0, PRUNED_KEY_BIAS,
+                                    0.).to(bias.dtype)  # (nW, N, N)
                 bias = (bias.view(b, nw, 1, n) +
-                        mask_matrix.unsqueeze(0)).view(-1, 1, n, n)
+                        shift.unsqueeze(0)).view(-1, 1, n, n)
             self._cache[key] = (slot, bias)
         return self._cache[key]
 
@@ -259,9 +267,9 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
     else:  # stock pads after norm1, so padding holds qkv(0) = bias
         fill = bias.to(qkv.dtype)
     windows = fill.expand(B, mask.shape[0] // B * n, 3 * C).contiguous()
-    windows = windows.scatter(1,
-                              slot.unsqueeze(-1).expand(-1, -1, 3 * C),
-                              qkv)  # (B, nW*N, 3C)
+    windows.scatter_(1,
+                     slot.unsqueeze(-1).expand(-1, -1, 3 * C),
+                     qkv)  # (B, nW*N, 3C)
     out = window_attention_core(blk, windows.view(-1, n, 3 * C),
                                 mask)  # (B*nW, N, C)
     out = gather_tokens(out.view(B, -1, C), slot)  # (B, M, C)

@@ -62,6 +62,35 @@ def test_gather_scatter_path_matches_stock(window):
     assert [k.shape[1] for k in kept] == [256, 64, 16]
 
 
+def test_shift_mask_weights_are_zero_not_subnormal():
+    """The pruned path masks other regions of a shifted window with
+    ``PRUNED_KEY_BIAS``, not stock's -100, so no attention weight is a
+    subnormal float (slow on CPUs), and the output still matches stock."""
+    stock, sta = build_pair(16, window_size=(2, 3, 3))
+    subnormal = []
+
+    def hook(module, args, out):
+        tiny = (out != 0) & (out.abs() < torch.finfo(out.dtype).tiny)
+        subnormal.append(int(tiny.sum()))
+
+    for layer in sta.layers:
+        for blk in layer.blocks:
+            blk.attn.softmax.register_forward_hook(hook)
+    x = clip() * 30  # wide logits, peaked attention
+    with torch.no_grad():
+        sta(x)
+        assert sum(subnormal[-6:]) == 0  # stages 2-4
+        sta.drop_number = 0
+        feats, _ = sta.forward_pruned(x)
+        ref = stock(x).mean((2, 3, 4))
+    torch.testing.assert_close(feats.flatten(1), ref, atol=1e-5, rtol=1e-5)
+    grid = sta_swin._KeptGrid(torch.arange(256).expand(2, -1), (4, 8, 8))
+    mask = grid.windows((2, 4, 4), (1, 2, 2),
+                        sta_swin.compute_mask(4, 8, 8, (2, 4, 4), (1, 2, 2),
+                                              'cpu'))[1]
+    assert set(mask.unique().tolist()) == {0., sta_swin.PRUNED_KEY_BIAS}
+
+
 def _count_tokens(model):
     """Hooks recording how many tokens (rows) each per-token layer ran on."""
     seen = {}
