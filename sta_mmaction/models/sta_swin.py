@@ -7,8 +7,9 @@ positions masked out as keys, while the per-token layers (qkv, output
 projection, MLP, patch-merging reduction) run on the kept tokens only, by
 gather and scatter, so that neither fvcore nor the clock sees work that is
 not done. The attention itself (matmuls, softmax, bias) is not reduced, and
-on CPUs it dominates Video Swin's time, so the wall-clock gain there is far
-below the FLOPs ratio (see ``tools/analysis_tools/benchmark_swin_cpu.py``).
+on CPUs it and the unpruned stage 1 take most of Video Swin's time, so the
+wall-clock gain there stays below the FLOPs ratio (see
+``tools/analysis_tools/benchmark_swin_cpu.py``, which prints the bound).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 

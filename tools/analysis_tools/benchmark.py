@@ -67,6 +67,12 @@ def parse_args():
         help='also time the stock MMAction2 backbone with the same weights')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument(
+        '--flush-denormal',
+        action='store_true',
+        help='flush subnormal floats to zero on the CPU, for every variant '
+        '(stock Swin\'s shift mask makes subnormals; see '
+        'benchmark_swin_cpu.py)')
+    parser.add_argument(
         '--out-dir',
         default='work_dirs/benchmark',
         help='where the JSON and the PNG go')
@@ -167,6 +173,9 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        raise ValueError('--flush-denormal: this CPU cannot flush subnormal '
+                         'floats (torch.set_flush_denormal returned False).')
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -211,12 +220,14 @@ def main():
                 times_s=times[label]))
     hardware = hardware_name(device)
     title = (f'{osp.basename(args.config)}, batch {args.batch_size}, '
-             f'view {tuple(shape[1:])}, {hardware}, amp={args.amp or "off"}')
+             f'view {tuple(shape[1:])}, {hardware}, amp={args.amp or "off"}, '
+             f'subnormals {"flushed" if args.flush_denormal else "kept"}')
     print(title)
     print(
         tabulate([[
-            row['variant'], f'{row["gflops"]:.2f}', f'{row["clips_per_s"]:.3f}',
-            f'{row["latency_ms"]:.1f}', f'{row["peak_mem_mb"]:.0f}',
+            row['variant'], f'{row["gflops"]:.2f}',
+            f'{row["clips_per_s"]:.3f}', f'{row["latency_ms"]:.1f}',
+            f'{row["peak_mem_mb"]:.0f}',
             f'{row["speedup"]:.2f}x', f'{row["flops_ratio"]:.2f}x'
         ] for row in rows],
                  headers=[
@@ -235,6 +246,7 @@ def main():
                 hardware=hardware,
                 batch_size=args.batch_size,
                 amp=args.amp,
+                flush_denormal=args.flush_denormal,
                 warmup=args.warmup,
                 repeats=args.repeats,
                 shape=shape,
