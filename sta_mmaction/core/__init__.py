@@ -2,13 +2,13 @@
 from .sta import (STRATEGIES, accumulate, bipartite_match, check_drop_number,
                   gather_tokens, group_schedule, group_sizes, max_drop_number,
                   merge_tokens, parity_drop, prune_layers, random_select,
-                  semantic_activation, sta_select, token_counts,
-                  validate_drop_number, validate_strategy)
+                  scatter_tokens, semantic_activation, sta_select,
+                  token_counts, validate_drop_number, validate_strategy)
 
 __all__ = [
     'STRATEGIES', 'accumulate', 'bipartite_match', 'check_drop_number',
     'gather_tokens', 'group_schedule', 'group_sizes', 'max_drop_number',
     'merge_tokens', 'parity_drop', 'prune_layers', 'random_select',
-    'semantic_activation', 'sta_select', 'token_counts',
+    'scatter_tokens', 'semantic_activation', 'sta_select', 'token_counts',
     'validate_drop_number', 'validate_strategy'
 ]

@@ -284,7 +284,7 @@ def sta_select(x: Tensor,
                 acc = accumulate(src_keys, src_w, k_g)  # (B, n)
                 score = acc * (1 - sem[:, g])  # (B, n)
                 local = torch.argsort(score, dim=-1, stable=True)[:, :n - r]
-                src_keys = _take(k_g, local)  # (B, n - r, c)
+                src_keys = gather_tokens(k_g, local)  # (B, n - r, c)
                 src_w = acc.gather(1, local)  # (B, n - r)
                 src_w = src_w / src_w.sum(-1, keepdim=True)
             kept[g] = local + g * n
@@ -408,10 +408,10 @@ def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
         size = size.float()
         total = x.float() * size.unsqueeze(-1)  # (B, N, C)
         total = total.scatter_add(1, _expand(dst, x),
-                                  _take(total, src))  # (B, N, C)
+                                  gather_tokens(total, src))  # (B, N, C)
         size = size.scatter_add(1, dst, size.gather(1, src))  # (B, N)
         size = size.gather(1, kept)  # (B, M)
-        merged = _take(total, kept) / size.unsqueeze(-1)  # (B, M, C)
+        merged = gather_tokens(total, kept) / size.unsqueeze(-1)  # (B, M, C)
     return merged.to(x.dtype), size
 
 
@@ -419,12 +419,15 @@ def _expand(idx: Tensor, x: Tensor) -> Tensor:
     return idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])
 
 
-def _take(x: Tensor, idx: Tensor) -> Tensor:
-
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
     """(B, N, C), (B, M) -> (B, M, C)."""
-    return _take(x, idx)
+    return x.gather(1, _expand(idx, x))
+
+
+def scatter_tokens(x: Tensor, idx: Tensor, src: Tensor) -> Tensor:
+    """(B, N, C), (B, M), (B, M, C) -> ``x`` with ``src`` written at ``idx``.
+
+    In place, like ``Tensor.scatter_``; returns ``x``.
+    """
+    return x.scatter_(1, _expand(idx, x), src)
 

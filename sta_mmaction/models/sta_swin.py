@@ -21,7 +21,8 @@ from mmaction.models.backbones.swin import (PatchMerging, SwinTransformer3D,
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ..core import STRATEGIES, gather_tokens, sta_select
+from ..core import (STRATEGIES, gather_tokens, scatter_tokens,
+                    sta_select)
 from .strategy import RandomStrategyMixin, check_strategy_args
 
 #: Logit added to pruned keys. A row that holds any kept key gives them
@@ -268,9 +269,7 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
     else:  # stock pads after norm1, so padding holds qkv(0) = bias
         fill = bias.to(qkv.dtype)
     windows = fill.expand(B, mask.shape[0] // B * n, 3 * C).contiguous()
-    windows.scatter_(1,
-                     slot.unsqueeze(-1).expand(-1, -1, 3 * C),
-                     qkv)  # (B, nW*N, 3C)
+    scatter_tokens(windows, slot, qkv)  # (B, nW*N, 3C)
     out = window_attention_core(blk, windows.view(-1, n, 3 * C),
                                 mask)  # (B*nW, N, C)
     out = gather_tokens(out.view(B, -1, C), slot)  # (B, M, C)
@@ -615,8 +614,8 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
         """
         B, M, C = tokens.shape
         D, H, W = dhw
-        idx = pos.unsqueeze(-1).expand(-1, -1, C)  # (B, M, C)
-        x = grid_in.to(tokens.dtype).scatter(1, idx, tokens)  # (B, DHW, C)
+        x = scatter_tokens(
+            grid_in.to(tokens.dtype, copy=True), pos, tokens)  # (B, DHW, C)
         x = x.view(B, D, H, W, C)
         kept = torch.zeros(B, D * H * W, device=x.device)
         kept = kept.scatter(1, pos, torch.ones_like(pos, dtype=kept.dtype))
@@ -663,8 +662,7 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
         x = merge.reduction(x)  # (B, M', 2C)
 
         # --- STA: the next stage's input grid, for its own carry ---
-        grid_next = x.new_zeros(B, D * h2 * w2, x.shape[-1]).scatter(
-            1,
-            new_pos.unsqueeze(-1).expand(-1, -1, x.shape[-1]), x)
+        grid_next = scatter_tokens(
+            x.new_zeros(B, D * h2 * w2, x.shape[-1]), new_pos, x)
         # --- end STA ---
         return x, new_pos, grid_next, (D, h2, w2)
