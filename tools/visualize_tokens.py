@@ -63,21 +63,28 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def hook_drop_number(cfg):
-    """drop_number of an STAPruningHook in the config, else None."""
+def pruning_hook(cfg):
+    """The config's STAPruningHook settings, else an empty dict."""
     for hook in cfg.get('custom_hooks', []):
         if hook.get('type') == 'STAPruningHook':
-            return hook['drop_number']
-    return None
+            return hook
+    return {}
 
 
 def build_pruned_model(cfg, checkpoint=None, drop_number=None, seed=0):
-    """The config's recognizer, weights loaded, its backbone STA-pruned."""
+    """The config's recognizer, weights loaded, its backbone STA-pruned.
+
+    The settings come from ``drop_number``, else the config's
+    ``STAPruningHook``, else the backbone; ``strategy`` and ``seed`` from
+    the hook, else the backbone config.
+    """
     model = build_recognizer(cfg, checkpoint, seed)
-    r = drop_number if drop_number is not None else hook_drop_number(cfg)
+    hook = pruning_hook(cfg)
+    r = drop_number if drop_number is not None else hook.get('drop_number')
     if r is None:
         r = getattr(model.backbone, 'drop_number', 0)
-    convert_backbone(model.backbone, r, cfg.model.backbone)
+    convert_backbone(model.backbone, r, cfg.model.backbone,
+                     hook.get('strategy'), hook.get('seed'))
     return model.eval()
 
 

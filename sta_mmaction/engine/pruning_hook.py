@@ -60,7 +60,7 @@ def sta_version(backbone: nn.Module) -> Type[nn.Module]:
 def convert_backbone(backbone: nn.Module,
                      drop_number: int,
                      backbone_cfg: Mapping,
-                     strategy: str = 'sta',
+                     strategy: Optional[str] = None,
                      seed: Optional[int] = None) -> nn.Module:
     """Turn a stock backbone into its STA version, in place.
 
@@ -85,15 +85,21 @@ def convert_backbone(backbone: nn.Module,
         drop_number (int): ``r`` of the STA class.
         backbone_cfg (Mapping): The config the backbone was built from,
             e.g. ``runner.cfg.model.backbone``. Its ``type`` is ignored.
-        strategy (str): The STA class's ``strategy``. Defaults to ``'sta'``.
-        seed (int, optional): The STA class's ``seed``. Defaults to None.
+        strategy (str, optional): The STA class's ``strategy``. Defaults to
+            None: ``backbone_cfg``'s, else ``'sta'``.
+        seed (int, optional): The STA class's ``seed``. Defaults to None:
+            ``backbone_cfg``'s, else None.
 
     Returns:
         nn.Module: ``backbone`` itself, now of the STA class.
     """
     validate_drop_number(drop_number)
     sta_cls = sta_version(backbone)
-    wanted = dict(drop_number=drop_number, strategy=strategy, seed=seed)
+    wanted = dict(
+        drop_number=drop_number,
+        strategy=backbone_cfg.get('strategy', 'sta')
+        if strategy is None else strategy,
+        seed=backbone_cfg.get('seed') if seed is None else seed)
     if type(backbone) is sta_cls and all(
             getattr(backbone, k) == v for k, v in wanted.items()):
         return backbone
@@ -141,10 +147,11 @@ class STAPruningHook(STAReportHook):
     Args:
         drop_number (int): ``r``, as in ``STAViT`` / ``STASwin3D``. ``0``
             converts but prunes nothing.
-        strategy (str): ``'sta'`` or a baseline, as in ``STAViT`` /
-            ``STASwin3D`` (which refuses ``'tome'``). Defaults to ``'sta'``.
+        strategy (str, optional): ``'sta'`` or a baseline, as in ``STAViT``
+            / ``STASwin3D`` (which refuses ``'tome'``). Defaults to None: the
+            config's backbone setting, else ``'sta'``.
         seed (int, optional): Seed of the ``'random'`` strategy. Defaults to
-            None, torch's global RNG.
+            None: the config's backbone setting, else torch's global RNG.
         shape (Sequence[int], optional): (1, C, T, H, W) of one view for the
             report. Defaults to None, read from the config.
     """
@@ -153,11 +160,11 @@ class STAPruningHook(STAReportHook):
 
     def __init__(self,
                  drop_number: int,
-                 strategy: str = 'sta',
+                 strategy: Optional[str] = None,
                  seed: Optional[int] = None,
                  shape: Optional[Sequence[int]] = None) -> None:
         validate_drop_number(drop_number)
-        check_strategy_args(strategy, seed)
+        check_strategy_args(strategy or 'sta', seed)
         super().__init__(shape=shape)
         self.drop_number = drop_number
         self.strategy = strategy
@@ -188,7 +195,7 @@ class STAPruningHook(STAReportHook):
             print_log(
                 f'STAPruningHook: {old} -> {type(backbone).__name__} with '
                 f'drop_number={self.drop_number}, strategy='
-                f'{self.strategy!r}, same weights.',
+                f'{backbone.strategy!r}, same weights.',
                 logger='current')
         self._reporter = self._pick_reporter(runner)
         if self._reporter is self:
@@ -233,8 +240,7 @@ class STAPruningHook(STAReportHook):
             acc = ', ' + ', '.join(f'{k}={v:.4f}' for k, v in metrics.items()
                                    if k.startswith('acc/'))
         print_log(
-            f'STAPruningHook (drop_number={self.drop_number}, strategy='
-            f'{self.strategy!r}): '
+            f'STAPruningHook (drop_number={self.drop_number}): '
             f'{report["gflops"]:.2f} GFLOPs per view, tokens before the '
             f'first prune point and after each {report["tokens"]}{acc}',
             logger='current')

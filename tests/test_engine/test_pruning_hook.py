@@ -435,3 +435,15 @@ def test_stock_config_with_hook_equals_sta_config(case, clips, tmp_path):
                 'params_m', 'tokens'):
         assert got[key] == want[key], key
     assert got['tokens'][-1] < got['tokens'][0]
+
+
+def test_convert_keeps_the_config_strategy():
+    """Without a strategy of its own, conversion keeps the config's."""
+    cfg = model_cfg('vit', type='STAViT', drop_number=0, strategy='random',
+                    seed=1)
+    model = MODELS.build(cfg).eval()
+    convert_backbone(model.backbone, 4, cfg['backbone'])
+    assert (model.backbone.strategy, model.backbone.seed) == ('random', 1)
+    hook = STAPruningHook(drop_number=4, shape=(1, 3, 16, 64, 64))
+    hook.before_test(fake_runner(model, cfg, [hook]))
+    assert (model.backbone.strategy, model.backbone.seed) == ('random', 1)
