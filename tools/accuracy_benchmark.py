@@ -50,6 +50,7 @@ from sta_mmaction.core import STRATEGIES, max_drop_number
 from sta_mmaction.datasets.synthetic_motion import (CLASSES, ann_file_name,
                                                     make_synthetic_motion,
                                                     preview)
+from sta_mmaction.engine import add_test_hooks
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
@@ -225,14 +226,7 @@ def evaluate(cfg: Config, checkpoint: str, work_dir: str, strategy: str,
     cfg.work_dir = osp.join(work_dir, 'sweep', name)
     cfg.experiment_name = name  # the Runner appends a timestamp
     cfg.log_level = 'WARNING'  # one summary line per run instead
-    hooks = [
-        h for h in cfg.get('custom_hooks', [])
-        if h.get('type') not in ('STAReportHook', 'CheckpointKeysHook')
-    ]
-    cfg.custom_hooks = hooks + [
-        dict(type='STAReportHook'),
-        dict(type='CheckpointKeysHook')
-    ]
+    add_test_hooks(cfg)
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper',
                 'param_scheduler', 'val_dataloader', 'val_cfg',
                 'val_evaluator'):

@@ -185,6 +185,7 @@ def main(argv=None):
         f'warm-up + {args.repeats} timed forwards each, interleaved',
         logger='current')
     clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    clip = clip.to(next(models[0].parameters()).device)
     times = interleaved_times({
         r: m.backbone
         for r, m in models.items()

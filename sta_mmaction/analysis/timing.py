@@ -88,9 +88,38 @@ def median(times: List[float]) -> float:
     return statistics.median(times)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return f'{platform.processor() or platform.machine()} CPU'
+
+
 def hardware_name(device: torch.device) -> str:
     """What the numbers were measured on, to print beside them."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    return (f'{platform.processor() or platform.machine()} CPU, '
-            f'{torch.get_num_threads()} threads')
+    return f'{cpu_name()}, {torch.get_num_threads()} threads'
+
+
+def setup_cpu(threads: Optional[int] = None,
+              flush_denormal: bool = False) -> None:
+    """Set torch's CPU threads and, if asked, flush subnormal floats.
+
+    Args:
+        threads (int, optional): ``torch.set_num_threads``. Defaults to
+            None, torch's default.
+        flush_denormal (bool): Treat subnormal floats as zero, which x86
+            CPUs otherwise multiply several times slower. Defaults to False.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    if flush_denormal and not torch.set_flush_denormal(True):
+        raise ValueError('flush_denormal=True: this CPU cannot flush '
+                         'subnormal floats (torch.set_flush_denormal '
+                         'returned False).')

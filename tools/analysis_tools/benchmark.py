@@ -37,7 +37,7 @@ from mmaction.utils import register_all_modules
 from tabulate import tabulate
 
 from sta_mmaction.analysis import backbone_report, view_shape
-from sta_mmaction.analysis.timing import (autocast, hardware_name,
+from sta_mmaction.analysis.timing import (autocast, hardware_name, setup_cpu,
                                           interleaved_times, sync)
 
 #: STA backbone type -> the MMAction2 backbone it extends.
@@ -171,11 +171,7 @@ def plot(rows, path, title):
 
 def main():
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.flush_denormal and not torch.set_flush_denormal(True):
-        raise ValueError('--flush-denormal: this CPU cannot flush subnormal '
-                         'floats (torch.set_flush_denormal returned False).')
+    setup_cpu(args.threads, args.flush_denormal)
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -36,7 +36,6 @@ algorithms.
 """
 import argparse
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -53,6 +52,7 @@ import torch
 from tabulate import tabulate
 
 from sta_mmaction.analysis import backbone_report
+from sta_mmaction.analysis.timing import hardware_name, setup_cpu
 from sta_mmaction.models import STASwin3D
 
 SHAPE = (1, 3, 32, 224, 224)
@@ -82,17 +82,6 @@ def parse_args():
                          f'--breakdown-repeats={args.breakdown_repeats} '
                          '>= 0.')
     return args
-
-
-def cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
 
 
 def time_once(model, clip) -> tuple:
@@ -199,11 +188,7 @@ def breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
 
 def main():
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.flush_denormal and not torch.set_flush_denormal(True):
-        raise ValueError('--flush-denormal: this CPU cannot flush subnormal '
-                         'floats (torch.set_flush_denormal returned False).')
+    setup_cpu(args.threads, args.flush_denormal)
     torch.manual_seed(0)
     base = STASwin3D(arch=args.arch, pretrained2d=False).eval()
     pruned = STASwin3D(
@@ -221,7 +206,7 @@ def main():
     names = list(variants)
     clip = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
 
-    hardware = (f'{cpu_name()}, {torch.get_num_threads()} torch threads, '
+    hardware = (f'{hardware_name(torch.device("cpu"))}, '
                 f'torch {torch.__version__}, subnormals '
                 f'{"flushed" if args.flush_denormal else "kept"}')
     print(f'STASwin3D-{args.arch} on one {SHAPE} clip, {hardware}')
@@ -277,7 +262,8 @@ def main():
               f'({part["per_token"] / total:.0%}), other '
               f'{part["other"]:.3f} s')
         print(f'Amdahl at r={args.drop_number}: ideal speed-up '
-              f'{part["ideal"]:.3f}x (per-token layers scaled by kept tokens, no overhead), '
+              f'{part["ideal"]:.3f}x (per-token layers scaled by kept '
+              'tokens, no overhead), '
               f'ceiling {part["ceiling"]:.3f}x (per-token layers free); '
               f'the target needs {0.8 * flops_ratio:.3f}x')
 
