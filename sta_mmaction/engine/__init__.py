@@ -1,6 +1,6 @@
 """mmengine glue: hooks that report and guard STA test runs."""
-from .hooks import (TEST_HOOKS, CheckpointKeysHook, STAReportHook,
-                    add_test_hooks, unwrap)
+from .checkpoint_hook import CheckpointKeysHook
+from .hooks import TEST_HOOKS, STAReportHook, add_test_hooks, unwrap
 from .pruning_hook import STAPruningHook, convert_backbone
 
 __all__ = [
