@@ -1,13 +1,14 @@
 """Test (and evaluate) an MMAction2 recognizer, STA-pruned or not.
 
-MMAction2's ``tools/test.py`` with these additions: the checkpoint may be
-omitted when the config names one (``load_from``); the run reports the
-backbone's GFLOPs per view and its token count after each prune point beside
-the accuracy; a checkpoint that lacks backbone weights stops the run
-instead of silently evaluating random weights; a video that cannot be read
-stops the run naming the file, or with ``--skip-corrupt-videos`` is counted
-and listed instead; ``--launcher pytorch`` also runs on CPU-only machines
-(gloo backend); and only rank 0 writes the test metrics JSON.
+MMAction2's ``tools/test.py`` with these additions (see
+:mod:`sta_mmaction.apis.testing`): the checkpoint may be omitted when the
+config names one; it must fill every tensor of the model; the annotation
+list is validated; the backbone's GFLOPs per view, its tokens after each
+prune point and what produced the numbers (config, checkpoint and its
+SHA-256, r, strategy, views) are reported beside the accuracy; unreadable
+videos stop the run naming the file, or are skipped and listed;
+``--launcher pytorch`` also runs on CPU-only machines (gloo); ``--quick``
+tests 1 clip x 1 centre crop per video.
 """
 import argparse
 import os
@@ -20,13 +21,9 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import sta_mmaction  # noqa: F401
 
-from mmengine.config import Config, DictAction
-from mmengine.dist import is_main_process
-from mmengine.hooks import LoggerHook
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from mmaction.registry import RUNNERS
-from sta_mmaction.engine import add_test_hooks
+from sta_mmaction.apis import USER_ERRORS, configure_test, run_test
 from sta_mmaction.utils import set_unsafe_full_unpickle
 
 
@@ -40,11 +37,13 @@ def parse_args():
         help='checkpoint file or URL; defaults to the config\'s load_from')
     parser.add_argument(
         '--work-dir',
-        help='the directory to save the file containing evaluation metrics')
+        help='where logs and the metrics JSON go; defaults to '
+        'work_dirs/<config name with the r that runs>')
     parser.add_argument(
         '--dump',
         type=str,
-        help='dump predictions to a pickle file for offline evaluation')
+        help='dump predictions, each with its video\'s file name and index, '
+        'to a pickle file for offline evaluation')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -52,6 +51,18 @@ def parse_args():
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into config file, e.g. '
         'model.backbone.drop_number=48')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='1 clip x 1 centre crop per video instead of the config\'s '
+        'views (e.g. 5 x 3), for a first number on a CPU; the metrics JSON '
+        'records protocol "quick"')
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='accept a checkpoint that leaves model tensors at random init '
+        '(e.g. a backbone-only file); they are listed in the metrics JSON '
+        '(random_init_keys). By default every tensor must be filled.')
     parser.add_argument(
         '--show-dir',
         help='directory where the visualization images will be saved.')
@@ -94,138 +105,28 @@ def parse_args():
     return args
 
 
-def merge_args(cfg, args):
-    """Merge CLI arguments to config."""
-    if args.show or (args.show_dir is not None):
-        if 'visualization' not in cfg.default_hooks:
-            raise ValueError(
-                '--show/--show-dir need a VisualizationHook: set '
-                'default_hooks.visualization=dict(type="VisualizationHook").')
-        cfg.default_hooks.visualization.enable = True
-        cfg.default_hooks.visualization.show = args.show
-        cfg.default_hooks.visualization.wait_time = args.wait_time
-        cfg.default_hooks.visualization.out_dir = args.show_dir
-        cfg.default_hooks.visualization.interval = args.interval
-
-    if args.dump is not None:
-        if not args.dump.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--dump={args.dump!r}: the dump file must end '
-                             'with .pkl or .pickle.')
-        dump_metric = dict(type='DumpResults', out_file_path=args.dump)
-        if isinstance(cfg.test_evaluator, (list, tuple)):
-            cfg.test_evaluator = list(cfg.test_evaluator)
-            cfg.test_evaluator.append(dump_metric)
-        else:
-            cfg.test_evaluator = [cfg.test_evaluator, dump_metric]
-
-    add_test_hooks(cfg)
-    return cfg
-
-
-def wire_video_checks(cfg, skip_corrupt):
-    """Name unreadable videos in errors; with ``skip_corrupt``, count them.
-
-    A ``VideoDataset`` becomes a ``SafeVideoDataset``, which is the same
-    dataset except that a decode failure names the file. With
-    ``skip_corrupt`` such videos are skipped, and the evaluator is wrapped in
-    ``SkippedVideosMetric`` so that they are left out of the metrics, counted
-    and listed in ``<work_dir>/skipped_videos.txt``.
-    """
-    dataset = cfg.test_dataloader.dataset
-    if dataset.get('type') == 'VideoDataset':
-        dataset.type = 'SafeVideoDataset'
-    if not skip_corrupt:
-        return cfg
-    if dataset.get('type') != 'SafeVideoDataset':
-        raise ValueError(
-            '--skip-corrupt-videos needs test_dataloader.dataset.type='
-            f'VideoDataset or SafeVideoDataset, got {dataset.get("type")!r}.')
-    dataset.skip_corrupt = True
-    cfg.test_evaluator = dict(
-        type='SkippedVideosMetric',
-        wrapped=cfg.test_evaluator,
-        out_file=osp.join(cfg.work_dir, 'skipped_videos.txt'))
-    return cfg
-
-
-def init_cpu_dist(cfg):
-    """Start the process group for ``--launcher pytorch`` without CUDA.
-
-    mmengine's pytorch launcher calls ``torch.cuda.set_device``, and its
-    default model wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on
-    CPU-only torch. The group is started here, so the Runner finds it and
-    goes on, and the wrapper is told the model lives on the CPU.
-    """
-    import torch
-    import torch.distributed as dist
-    if torch.cuda.is_available() or dist.is_initialized():
-        return
-    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
-    if backend != 'gloo':
-        raise ValueError(
-            f'env_cfg.dist_cfg.backend={backend!r} needs CUDA, which this '
-            'machine lacks; on CPU use --cfg-options '
-            'env_cfg.dist_cfg.backend=gloo.')
-    dist.init_process_group(backend='gloo')
-    if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel',
-            device_ids=None,
-            broadcast_buffers=False)
-
-
-class MainRankJsonLoggerHook(LoggerHook):
-    """``LoggerHook`` whose test metrics JSON is written by rank 0 only.
-
-    mmengine 0.10.7 dumps it on every rank, to the same file: the ranks
-    overwrite one another (the other ranks' copy lacks what rank-0-only
-    hooks add) or interleave into invalid JSON.
-    """
-
-    def after_test_epoch(self, runner, metrics=None) -> None:
-        if is_main_process():
-            return super().after_test_epoch(runner, metrics)
-        _, log_str = runner.log_processor.get_log_after_epoch(
-            runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
-        runner.logger.info(log_str)
-
-
 def main():
     args = parse_args()
     if args.unsafe_full_unpickle:
         set_unsafe_full_unpickle(True)
-
-    cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-
-    checkpoint = args.checkpoint or cfg.get('load_from')
-    if not checkpoint:
-        raise ValueError(
-            f'No checkpoint: {args.config} sets no load_from and none was '
-            'given. Pass one: python tools/test.py CONFIG CHECKPOINT.')
-    cfg.load_from = checkpoint
-    cfg = wire_video_checks(cfg, args.skip_corrupt_videos)
-    if args.launcher == 'pytorch':
-        init_cpu_dist(cfg)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    for hook in runner.hooks:
-        if type(hook) is LoggerHook:  # swap the class, keep its settings
-            hook.__class__ = MainRankJsonLoggerHook
-    runner.test()
+    try:
+        cfg = configure_test(
+            args.config,
+            args.checkpoint,
+            work_dir=args.work_dir,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+            dump=args.dump,
+            skip_corrupt_videos=args.skip_corrupt_videos,
+            allow_partial_load=args.allow_partial_load,
+            quick=args.quick,
+            show=args.show,
+            show_dir=args.show_dir,
+            interval=args.interval,
+            wait_time=args.wait_time)
+        run_test(cfg)
+    except USER_ERRORS as err:
+        sys.exit(f'tools/test.py: error: {err}')
 
 
 if __name__ == '__main__':

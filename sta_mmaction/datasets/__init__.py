@@ -1,5 +1,12 @@
-"""Datasets and metrics that make unreadable videos loud, or counted."""
+"""Checked annotation lists, named or counted decode failures, named dumps."""
+from .annotations import AnnotationError, load_video_list
+from .dump import IdentifiedDumpResults
 from .safe_decode import CorruptVideoError, SafeVideoDataset
-from .skipped_metric import SkippedVideosMetric
+from .skipped_metric import NothingEvaluatedError, SkippedVideosMetric
+from .wiring import set_num_classes_from_head, wire_test_data
 
-__all__ = ['CorruptVideoError', 'SafeVideoDataset', 'SkippedVideosMetric']
+__all__ = [
+    'AnnotationError', 'CorruptVideoError', 'IdentifiedDumpResults',
+    'NothingEvaluatedError', 'SafeVideoDataset', 'SkippedVideosMetric',
+    'load_video_list', 'set_num_classes_from_head', 'wire_test_data'
+]

@@ -1,4 +1,19 @@
-"""A ``VideoDataset`` whose decode failures name the file, or are skipped.
+"""A ``VideoDataset`` that checks its list and names or skips bad videos.
+
+The annotation list is read by
+:func:`~sta_mmaction.datasets.annotations.load_video_list` when the dataset
+is built, before any video is decoded: a line without a label, with a label
+that is not an integer or one outside ``[0, num_classes)``, or a list with
+no line at all, stops the run with an
+:class:`~sta_mmaction.datasets.annotations.AnnotationError` naming the list
+file, the line number and the line. ``num_classes`` keeps MMAction2's
+meaning (the class count; the length of the one-hot label for
+``multi_class``) and is also the range of single labels;
+:func:`~sta_mmaction.datasets.wire_test_data` sets it from
+``model.cls_head.num_classes``.
+
+Every sample's data sample carries ``filename`` and ``sample_idx`` in its
+metainfo, so a prediction can always be traced to its line of the list.
 
 MMAction2's ``DecordInit`` opens the video from an in-memory buffer, so when
 decord cannot read it the error says ``Error reading 1235 bytes...`` and not
@@ -24,7 +39,8 @@ open-only check and still fails mid-run, and decoding everything twice would
 double the data cost of a run. Catching the failure where it happens covers
 both, costs nothing for good videos and needs no coordination between ranks.
 """
-from typing import Any, Optional, Sequence, Tuple
+import logging
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmaction.datasets import VideoDataset
@@ -34,6 +50,8 @@ from mmaction.datasets.transforms.loading import (DecordDecode, DecordInit,
                                                   PyAVDecode, PyAVInit)
 from mmaction.registry import DATASETS
 from mmengine.logging import print_log
+
+from .annotations import AnnotationError, load_video_list
 
 #: Transforms that open a video file. A failure leaves no frame count.
 OPEN_TRANSFORMS = (DecordInit, PyAVInit, PIMSInit, OpenCVInit)
@@ -56,8 +74,15 @@ class SafeVideoDataset(VideoDataset):
     """``VideoDataset`` that names undecodable videos, or opts to skip them.
 
     Takes every argument of MMAction2's ``VideoDataset``. By default it
-    behaves exactly like it, except that a video that cannot be opened or
-    decoded stops the run with a :class:`CorruptVideoError` naming the file.
+    behaves like it, except that the annotation list is checked line by
+    line when the dataset is built (see the module docstring), every data
+    sample's metainfo gains ``filename`` and ``sample_idx``, and a video
+    that cannot be opened or decoded stops the run with a
+    :class:`CorruptVideoError` naming the file.
+
+    ``num_classes`` (of ``VideoDataset``) is the head's class count: labels
+    must lie in ``[0, num_classes)``. Left at None, labels are only checked
+    to be non-negative integers, with a warning.
 
     Args:
         skip_corrupt (bool): Record such videos and go on instead of
@@ -96,15 +121,47 @@ class SafeVideoDataset(VideoDataset):
                 'them out of the metrics.',
                 logger='current')
 
+    def load_data_list(self) -> List[dict]:
+        """The annotation list, every line checked.
+
+        Raises:
+            AnnotationError: A line is not ``<file> <label>`` with a label
+                in range, or the list is empty.
+        """
+        return load_video_list(
+            self.ann_file,
+            video_prefix=self.data_prefix['video'],
+            multi_class=self.multi_class,
+            num_classes=self.num_classes,
+            delimiter=self.delimiter)
+
+    def full_init(self) -> None:
+        """Load the list; refuse ``indices`` that select no sample.
+
+        Raises:
+            AnnotationError: ``indices`` is 0 or empty, so a test would
+                evaluate nothing.
+        """
+        indices = self._indices
+        if not self._fully_initialized and indices is not None and (
+                indices == 0 if isinstance(indices, int) else not indices):
+            raise AnnotationError(
+                f'indices={indices!r} selects no sample of {self.ann_file}: '
+                'a test would evaluate nothing. Select at least one line, '
+                'or drop indices.')
+        super().full_init()
+
     def prepare_data(self, idx: int) -> Any:
         """``self.pipeline(data_info)``, one transform at a time.
 
         Raises:
             CorruptVideoError: A video-reading transform failed and
-                ``skip_corrupt`` is False.
+                ``skip_corrupt`` is False, or the pipeline's output has no
+                data sample to carry a skipped video's mark.
         """
         results = self.get_data_info(idx)
-        filename = results.get('filename', f'<sample {idx}>')
+        filename = results['filename']
+        identity = dict(filename=filename, sample_idx=results['sample_idx'])
         error: Optional[str] = None
         for transform in self.pipeline.transforms:
             reads = isinstance(transform, OPEN_TRANSFORMS + DECODE_TRANSFORMS)
@@ -127,14 +184,17 @@ class SafeVideoDataset(VideoDataset):
                 print_log(
                     f'Skipping video {filename} (sample {idx}): {error}',
                     logger='current',
-                    level=30)
+                    level=logging.WARNING)
                 results = self._placeholder(results, transform)
             if results is None:
                 return None
+        sample = results.get('data_samples') if isinstance(results,
+                                                           dict) else None
+        if hasattr(sample, 'set_metainfo'):
+            # after the pipeline, so PackActionInputs' meta_keys cannot drop it
+            sample.set_metainfo(identity)
         if error is not None:
-            sample = results.get('data_samples') if isinstance(
-                results, dict) else None
-            if sample is None or not hasattr(sample, 'set_metainfo'):
+            if not hasattr(sample, 'set_metainfo'):
                 raise CorruptVideoError(
                     f'Cannot mark skipped video {filename}: the pipeline '
                     'does not end in PackActionInputs, so its output has no '

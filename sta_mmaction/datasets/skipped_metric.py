@@ -1,4 +1,5 @@
 """An evaluator wrapper that leaves skipped videos out, and says so."""
+import logging
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -7,21 +8,30 @@ import torch
 from mmaction.registry import METRICS
 from mmengine.dist import broadcast_object_list, collect_results, \
     is_main_process
-from mmengine.evaluator import BaseMetric
+from mmengine.evaluator import BaseMetric, DumpResults
 from mmengine.logging import print_log
 
 MetricCfg = Union[dict, BaseMetric]
+
+
+class NothingEvaluatedError(ValueError):
+    """Every video of the test was skipped: there is no metric to report."""
 
 
 @METRICS.register_module()
 class SkippedVideosMetric(BaseMetric):
     """Evaluate the videos that were read; count and list those that were not.
 
-    Wraps the real metrics (``AccMetric``, ``DumpResults``, ...). Samples
-    that :class:`~sta_mmaction.datasets.SafeVideoDataset` marked
+    Wraps the real metrics (``AccMetric``, ``IdentifiedDumpResults``, ...).
+    Samples that :class:`~sta_mmaction.datasets.SafeVideoDataset` marked
     ``skipped_video`` (with ``skip_corrupt=True``) are kept out of every
-    wrapped metric, so accuracy is computed over the evaluated videos only,
-    and the result gains:
+    wrapped metric, so accuracy is computed over the evaluated videos only;
+    only metrics that set ``receives_skipped`` (the
+    :class:`~sta_mmaction.datasets.IdentifiedDumpResults` dump) get them too,
+    to list them with their reason. A plain ``DumpResults`` is refused: it
+    would leave the skipped videos out of the dump, and its rows, which
+    carry no file name, would no longer line up with the annotation list.
+    The result gains:
 
     * ``num_evaluated``: videos the wrapped metrics were computed on;
     * ``num_skipped``: videos that could not be read (both counts are
@@ -31,6 +41,9 @@ class SkippedVideosMetric(BaseMetric):
     ``num_evaluated + num_skipped`` is the dataset size: a sample is never
     dropped without being counted. Results are kept one entry per sample, so
     the distributed sampler's padding is cut off exactly as for any metric.
+    When every video was skipped, evaluation fails with a
+    :class:`NothingEvaluatedError` (after writing ``out_file``), so the run
+    exits non-zero instead of reporting no accuracy at all.
 
     Args:
         wrapped (dict | BaseMetric | list): The metric(s) to wrap, as configs
@@ -70,6 +83,15 @@ class SkippedVideosMetric(BaseMetric):
             m if isinstance(m, BaseMetric) else METRICS.build(m)
             for m in wrapped
         ]
+        for metric in self.metrics:
+            if isinstance(metric, DumpResults) and not getattr(
+                    metric, 'receives_skipped', False):
+                raise ValueError(
+                    f'SkippedVideosMetric cannot wrap {type(metric).__name__}'
+                    ': it would leave the skipped videos out of the dump, '
+                    'whose rows name no file, so every row after a skipped '
+                    "video would belong to the wrong one. Use dict(type="
+                    "'IdentifiedDumpResults', out_file_path=...) instead.")
         self.out_file = out_file
 
     @property
@@ -83,20 +105,28 @@ class SkippedVideosMetric(BaseMetric):
             metric.dataset_meta = dataset_meta
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Route each sample to the wrapped metrics, or record its skip."""
+        """Route each sample to the wrapped metrics, or record its skip.
+
+        A skipped sample reaches only the metrics that set
+        ``receives_skipped``.
+        """
         for sample in data_samples:
             name = sample.get('skipped_video')
-            if name is not None:
-                self.results.append(
-                    dict(skipped=name, reason=sample.get('decode_error', '')))
-                continue
             entries = []
             for metric in self.metrics:
+                if name is not None and not getattr(
+                        metric, 'receives_skipped', False):
+                    entries.append([])
+                    continue
                 start = len(metric.results)
                 metric.process(data_batch, [sample])
                 entries.append(metric.results[start:])
                 del metric.results[start:]
-            self.results.append(dict(entries=entries))
+            record = dict(entries=entries)
+            if name is not None:
+                record.update(
+                    skipped=name, reason=sample.get('decode_error', ''))
+            self.results.append(record)
 
     def evaluate(self, size: int) -> dict:
         """Collect one entry per sample from all ranks and compute on rank 0.
@@ -109,45 +139,46 @@ class SkippedVideosMetric(BaseMetric):
                 self.results, size, 'cpu', tmpdir=self.collect_dir)
         else:
             results = collect_results(self.results, size, self.collect_device)
-        out = [self.compute_metrics(_to_cpu(results))
-               ] if is_main_process() else [None]
+        out: List[Any] = [None]
+        if is_main_process():
+            try:
+                out = [dict(metrics=self.compute_metrics(_to_cpu(results)))]
+            except Exception as err:
+                # the other ranks wait in the broadcast: tell them, then fail
+                broadcast_object_list(
+                    [dict(error=f'{type(err).__name__}: {err}')])
+                self.results.clear()
+                raise
         broadcast_object_list(out)
+        if 'error' in out[0]:
+            self.results.clear()
+            raise RuntimeError('Rank 0 failed to compute the test metrics: '
+                               f'{out[0]["error"]}')
         self.results.clear()
-        return out[0]
+        return out[0]['metrics']
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, Any]:
-        kept = [r for r in results if 'skipped' not in r]
+        """The wrapped metrics over the evaluated videos, and the counts.
+
+        Args:
+            results (list[dict]): One record per sample of the dataset, in
+                dataset order.
+
+        Raises:
+            NothingEvaluatedError: Every video was skipped (``out_file`` is
+                written first).
+            ValueError: Two wrapped metrics report the same key.
+        """
         skipped = [r for r in results if 'skipped' in r]
-        metrics: Dict[str, Any] = {}
-        if kept:
-            for i, metric in enumerate(self.metrics):
-                part = [e for r in kept for e in r['entries'][i]]
-                for key, value in metric.compute_metrics(part).items():
-                    key = f'{metric.prefix}/{key}' if metric.prefix else key
-                    if key in metrics:
-                        raise ValueError(
-                            f'Two wrapped metrics both report {key!r}; give '
-                            'them different prefixes.')
-                    metrics[key] = value
-        else:
-            print_log(
-                f'All {len(results)} videos were skipped: no metric could be '
-                'computed.',
-                logger='current',
-                level=40)
+        num_kept = len(results) - len(skipped)
         names = [r['skipped'] for r in skipped]
-        # floats: mmengine's JSON log drops the numpy ints it makes of ints
-        for key, value in (('num_evaluated', float(len(kept))),
-                           ('num_skipped', float(len(skipped))),
-                           ('skipped_videos', names)):
-            metrics[f'{self.prefix}/{key}' if self.prefix else key] = value
         if skipped:
             print_log(
-                f'Evaluated {len(kept)} of {len(results)} videos; skipped '
+                f'Evaluated {num_kept} of {len(results)} videos; skipped '
                 f'{len(skipped)} that could not be read:\n' + '\n'.join(
                     f'  {r["skipped"]}: {r["reason"]}' for r in skipped),
                 logger='current',
-                level=30)
+                level=logging.WARNING)
         if self.out_file:
             os.makedirs(osp.dirname(osp.abspath(self.out_file)), exist_ok=True)
             with open(self.out_file, 'w') as f:
@@ -155,6 +186,29 @@ class SkippedVideosMetric(BaseMetric):
             print_log(
                 f'{len(names)} skipped videos listed in {self.out_file}',
                 logger='current')
+        if num_kept == 0:
+            listed = f' (listed in {self.out_file})' if self.out_file else ''
+            raise NothingEvaluatedError(
+                f'All {len(results)} videos of the test were skipped as '
+                f'unreadable{listed}, so there is no metric to report. Check '
+                'the data_prefix and the files: ' + ', '.join(names[:5]) +
+                (', ...' if len(names) > 5 else '') + '.')
+        metrics: Dict[str, Any] = {}
+        for i, metric in enumerate(self.metrics):
+            # skipped samples only left entries with the metrics that take them
+            part = [e for r in results for e in r['entries'][i]]
+            for key, value in metric.compute_metrics(part).items():
+                key = f'{metric.prefix}/{key}' if metric.prefix else key
+                if key in metrics:
+                    raise ValueError(
+                        f'Two wrapped metrics both report {key!r}; give '
+                        'them different prefixes.')
+                metrics[key] = value
+        # floats: mmengine's JSON log drops the numpy ints it makes of ints
+        for key, value in (('num_evaluated', float(num_kept)),
+                           ('num_skipped', float(len(skipped))),
+                           ('skipped_videos', names)):
+            metrics[f'{self.prefix}/{key}' if self.prefix else key] = value
         return metrics
 
 

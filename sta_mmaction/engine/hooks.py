@@ -1,5 +1,5 @@
 """Hooks that make a test run report what was evaluated and with what."""
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmaction.registry import HOOKS
 from mmengine.dist import is_main_process
@@ -7,11 +7,11 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from ..analysis import backbone_report, view_shape
+from ..analysis import backbone_report
 
 
 #: Hooks every STA test run carries (``tools/test.py``, the demo).
-TEST_HOOKS = ('STAReportHook', 'CheckpointKeysHook')
+TEST_HOOKS = ('STAReportHook', 'CheckpointKeysHook', 'ProvenanceHook')
 
 
 def add_test_hooks(cfg) -> None:
@@ -31,15 +31,17 @@ def unwrap(model):
 class STAReportHook(Hook):
     """Report the evaluated backbone's GFLOPs per view and kept tokens.
 
-    The report is computed once, after the checkpoint is loaded, with fvcore
-    on one view whose shape comes from the test pipeline. It is logged at the
-    start of the test and added to the test metrics, so it lands beside the
-    accuracy in the work dir's JSON log: ``gflops_per_view``, ``params_m`` and
-    ``tokens`` (the token count before the first prune point and after each).
+    The report is computed once, with fvcore, on one view of the shape that
+    the test pipeline actually produced: the first test batch's, so a
+    pipeline whose crop differs from the backbone's ``img_size`` is reported
+    as it ran. It is logged when the first batch arrives and added to the
+    test metrics, so it lands beside the accuracy in the work dir's JSON log:
+    ``gflops_per_view``, ``params_m``, ``view_shape`` and ``tokens`` (the
+    token count before the first prune point and after each).
 
     Args:
         shape (Sequence[int], optional): (1, C, T, H, W) of one view.
-            Defaults to None, read from the config.
+            Defaults to None, the shape of the first test batch.
     """
 
     priority = 'NORMAL'
@@ -49,11 +51,16 @@ class STAReportHook(Hook):
         self.report: Optional[Dict] = None
 
     def before_test(self, runner) -> None:
-        if not is_main_process():
+        self.report = None
+
+    def before_test_iter(self, runner, batch_idx: int,
+                         data_batch: Optional[Dict] = None) -> None:
+        if self.report is not None or not is_main_process():
             return
+        shape = self.shape or batch_view_shape(data_batch)
         backbone = unwrap(runner.model).backbone
-        shape = self.shape or view_shape(runner.cfg)
         self.report = backbone_report(backbone, shape)
+        self.report['view_shape'] = list(shape)
         print_log(
             f'{type(backbone).__name__} on one {tuple(shape)} view: '
             f'{self.report["gflops"]:.2f} GFLOPs, '
@@ -69,6 +76,28 @@ class STAReportHook(Hook):
             params_m=round(self.report['params_m'], 3))
         for key, value in extra.items():
             runner.message_hub.update_scalar(f'test/{key}', value)
-        runner.message_hub.update_info('test/tokens', self.report['tokens'])
+        for key in ('tokens', 'view_shape'):
+            runner.message_hub.update_info(f'test/{key}', self.report[key])
         if metrics is not None:
-            metrics.update(extra, tokens=self.report['tokens'])
+            metrics.update(
+                extra,
+                tokens=self.report['tokens'],
+                view_shape=self.report['view_shape'])
+
+
+def batch_view_shape(data_batch: Optional[Dict]) -> Tuple[int, ...]:
+    """(1, C, T, H, W) of one view of a test batch, as the pipeline made it.
+
+    Args:
+        data_batch (dict): A batch from the test dataloader, whose
+            ``inputs`` hold one (V, C, T, H, W) stack of views per video.
+    """
+    inputs = (data_batch or {}).get('inputs')
+    if inputs is None or len(inputs) == 0 or inputs[0].dim() != 5:
+        shape = None if inputs is None or len(inputs) == 0 else tuple(
+            inputs[0].shape)
+        raise ValueError(
+            'STAReportHook needs test batches of (views, C, T, H, W) clips '
+            f'(FormatShape NCTHW), got inputs of shape {shape}; pass '
+            'shape=(1, C, T, H, W) to the hook for other inputs.')
+    return (1, *inputs[0].shape[1:])

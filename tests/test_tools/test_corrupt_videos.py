@@ -4,6 +4,7 @@ The clips are generated; the bad files are a truncated mp4 (its moov atom
 cut off), random bytes, an empty file and a file that does not exist.
 """
 import os.path as osp
+import pickle
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import torch
 from mmaction.datasets.transforms.loading import DecordDecode
 from mmaction.registry import DATASETS, METRICS
 
-from sta_mmaction.datasets import CorruptVideoError, SkippedVideosMetric
+from sta_mmaction.datasets import (CorruptVideoError, NothingEvaluatedError,
+                                   SkippedVideosMetric, wire_test_data)
 from .test_dist_test import (LABELS, last_metrics, make_video_set,
                              run_test_py, tiny_checkpoint, write_tiny_config)
 
@@ -175,13 +177,17 @@ def test_metric_leaves_skipped_out(tmp_path):
     assert out.read_text() == 'a.mp4\nb.mp4\n'
 
 
-def test_metric_cuts_padding_and_handles_all_skipped(tmp_path):
-    metric = SkippedVideosMetric(dict(type='AccMetric'))
+def test_metric_fails_when_all_skipped_and_cuts_padding(tmp_path):
+    """Nothing evaluated is an error, after the skipped files are listed."""
+    out = tmp_path / 'skipped_videos.txt'
+    metric = SkippedVideosMetric(dict(type='AccMetric'), out_file=str(out))
     for name in ('a.mp4', 'b.mp4', 'a.mp4'):  # the last one is padding
         metric.process(None, [fake_sample(0, [1.0, 0.0], skipped=name)])
-    res = metric.evaluate(2)
-    assert res == dict(
-        num_evaluated=0, num_skipped=2, skipped_videos=['a.mp4', 'b.mp4'])
+    with pytest.raises(NothingEvaluatedError,
+                       match=r'All 2 videos .* skipped.*a\.mp4, b\.mp4'):
+        metric.evaluate(2)
+    assert out.read_text() == 'a.mp4\nb.mp4\n'
+    assert metric.results == []
     with pytest.raises(ValueError, match='needs metrics to wrap'):
         SkippedVideosMetric([])
 
@@ -199,8 +205,9 @@ def test_tools_default_run_fails_naming_the_file(bad_set, tiny_run,
     proc = run_test_py(
         tiny_run['config'], tiny_run['ckpt'], tmp_path, ok=False)
     assert proc.returncode != 0
-    assert 'CorruptVideoError' in proc.stderr
-    assert 'truncated.mp4' in proc.stderr  # the first bad one in order
+    # a traceback names the type; tools/test.py may print the message alone
+    assert 'Cannot read video ' + osp.join(bad_set['video_root'],
+                                           'truncated.mp4') in proc.stderr
     assert '--skip-corrupt-videos' in proc.stderr
 
 
@@ -216,3 +223,45 @@ def test_tools_opt_in_reports_and_lists(bad_set, tiny_run, tmp_path):
     assert metrics['acc/top1'] == pytest.approx(3 / 5)
     listed = (tmp_path / 'skipped_videos.txt').read_text().splitlines()
     assert listed == paths
+
+
+def wired_run(tiny_run, work_dir, ann_file=None, **wire):
+    """An in-process test run of the tiny model, wired by wire_test_data."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(tiny_run['config'])
+    if ann_file is not None:
+        cfg.test_dataloader.dataset.ann_file = ann_file
+    cfg.work_dir = str(work_dir)
+    cfg.load_from = tiny_run['ckpt']
+    cfg.experiment_name = work_dir.name
+    wire_test_data(cfg, **wire)
+    return Runner.from_cfg(cfg).test()
+
+
+def test_wired_run_dumps_every_line_named(bad_set, tiny_run, tmp_path):
+    """Skipped videos keep their rows: no row after them shifts."""
+    dump = tmp_path / 'dump.pkl'
+    metrics = wired_run(
+        tiny_run, tmp_path, skip_corrupt=True, dump_file=str(dump))
+    assert metrics['acc/top1'] == pytest.approx(3 / 5)
+    with open(dump, 'rb') as f:
+        rows = pickle.load(f)
+    names = [f'clip_{i}.mp4' for i in range(len(LABELS))] + [
+        n for n, _ in BAD
+    ]
+    assert [(r['sample_idx'], osp.basename(r['filename']), r['skipped'])
+            for r in rows] == [(i, n, i >= len(LABELS))
+                               for i, n in enumerate(names)]
+    assert [int(r['gt_label']) for r in rows] == LABELS + [7] * len(BAD)
+    assert all('pred_score' in r for r in rows[:len(LABELS)])
+    assert all('decode_error' in r for r in rows[len(LABELS):])
+
+
+def test_wired_run_with_nothing_readable_fails(bad_set, tiny_run, tmp_path):
+    ann = tmp_path / 'all_bad.txt'
+    ann.write_text(''.join(f'{n} {label}\n' for n, label in BAD))
+    with pytest.raises(NothingEvaluatedError, match='All 4 videos'):
+        wired_run(tiny_run, tmp_path, str(ann), skip_corrupt=True)
+    assert len((tmp_path / 'skipped_videos.txt').read_text().splitlines()) \
+        == len(BAD)

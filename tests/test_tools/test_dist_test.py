@@ -114,13 +114,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run(cmd, env=None, ok=True):
+def run(cmd, env=None, ok=True, cwd=ROOT):
     proc = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
         errors='replace',  # decord echoes undecodable bytes to stderr
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         timeout=300)
     if ok and proc.returncode != 0:

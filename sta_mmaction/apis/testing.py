@@ -1,0 +1,219 @@
+"""Set up and run an MMAction2 test the way ``tools/test.py`` does.
+
+MMAction2's own test script, plus what makes its number trustworthy: the
+checkpoint must fill the whole model (``CheckpointKeysHook``), the data are
+validated (``wire_test_data``), the backbone's GFLOPs and tokens and the
+run's provenance are reported beside the accuracy, and the work dir is named
+by the ``r`` that actually runs.
+"""
+import copy
+import os
+import os.path as osp
+import re
+from typing import Dict, Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from mmaction.registry import RUNNERS
+from ..datasets import (AnnotationError, CorruptVideoError,
+                        NothingEvaluatedError, wire_test_data)
+from ..engine import add_test_hooks
+from ..engine.run_logging import quiet_repeated_warnings, use_main_rank_json
+from ..utils import CheckpointError, UnsafeCheckpointError
+from ..visualization import single_view_pipeline
+
+#: Errors that describe a bad input or setting completely in their message;
+#: ``tools/test.py`` prints them as one line instead of a traceback.
+USER_ERRORS = (AnnotationError, CheckpointError, CorruptVideoError,
+               NothingEvaluatedError, UnsafeCheckpointError)
+
+#: Backbone types whose own ``drop_number`` prunes.
+STA_BACKBONES = ('STAViT', 'STASwin3D')
+
+
+def configure_test(config: str,
+                   checkpoint: Optional[str] = None,
+                   *,
+                   work_dir: Optional[str] = None,
+                   cfg_options: Optional[Dict] = None,
+                   launcher: str = 'none',
+                   dump: Optional[str] = None,
+                   skip_corrupt_videos: bool = False,
+                   allow_partial_load: bool = False,
+                   quick: bool = False,
+                   show: bool = False,
+                   show_dir: Optional[str] = None,
+                   interval: int = 1,
+                   wait_time: float = 2) -> Config:
+    """The config of one test run, as ``tools/test.py`` runs it.
+
+    Args:
+        config (str): Test config file.
+        checkpoint (str, optional): Checkpoint file or URL. Defaults to None,
+            the config's ``load_from``.
+        work_dir (str, optional): Where logs and the metrics JSON go.
+            Defaults to None: the config's ``work_dir``, else
+            ``work_dirs/<config name with the running r>``.
+        cfg_options (dict, optional): Keys merged into the config first.
+            Defaults to None.
+        launcher (str): mmengine launcher. Defaults to ``'none'``.
+        dump (str, optional): ``.pkl`` file for the predictions, each with
+            its video's file name and index. Defaults to None.
+        skip_corrupt_videos (bool): Skip, count and list unreadable videos
+            instead of stopping. Defaults to False.
+        allow_partial_load (bool): Let the checkpoint leave model tensors at
+            their random init (e.g. a backbone-only file); the metrics then
+            list them. Defaults to False: every tensor must be filled.
+        quick (bool): 1 clip x 1 centre crop per video instead of the
+            config's views. Defaults to False.
+        show (bool): Show predictions in a window. Defaults to False.
+        show_dir (str, optional): Save visualizations here. Defaults to None.
+        interval (int): Visualize every ``interval`` samples. Defaults to 1.
+        wait_time (float): Seconds each window shows. Defaults to 2.
+
+    Returns:
+        Config: Ready for :func:`run_test`.
+    """
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if show or show_dir is not None:
+        if 'visualization' not in cfg.default_hooks:
+            raise ValueError(
+                '--show/--show-dir need a VisualizationHook: set '
+                'default_hooks.visualization=dict(type="VisualizationHook").')
+        cfg.default_hooks.visualization.update(
+            enable=True,
+            show=show,
+            wait_time=wait_time,
+            out_dir=show_dir,
+            interval=interval)
+    if quick:
+        cfg.test_dataloader.dataset.pipeline = single_view_pipeline(cfg)
+        cfg.test_protocol = 'quick'
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(cfg, config)
+    cfg.load_from = checkpoint or cfg.get('load_from')
+    if not cfg.load_from:
+        raise ValueError(
+            f'No checkpoint: {config} sets no load_from and none was given. '
+            'Pass one: python tools/test.py CONFIG CHECKPOINT.')
+    if allow_partial_load:
+        cfg.allow_partial_load = True
+    cap_workers(cfg)
+    wire_test_data(cfg, skip_corrupt=skip_corrupt_videos, dump_file=dump)
+    add_test_hooks(cfg)
+    return cfg
+
+
+def pruning_of(cfg: Config) -> Tuple[Optional[int], Optional[str]]:
+    """``(drop_number, strategy)`` a test config runs with.
+
+    Read from an STA backbone, else from an ``STAPruningHook`` in
+    ``custom_hooks`` (the last one wins, as at run time); ``(None, None)``
+    for a stock model.
+    """
+    backbone = cfg.model.get('backbone', {})
+    hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if h.get('type') == 'STAPruningHook'
+    ]
+    if hooks:
+        strategy = hooks[-1].get('strategy') or backbone.get('strategy')
+        return hooks[-1].get('drop_number'), strategy or 'sta'
+    if backbone.get('type') in STA_BACKBONES:
+        return backbone.get('drop_number', 0), backbone.get('strategy', 'sta')
+    return None, None
+
+
+def default_work_dir(cfg: Config, config: str) -> str:
+    """``work_dirs/<name>``, where the name says which ``r`` ran.
+
+    A trailing ``_r<N>`` of the config's name is replaced by the ``r`` the
+    run uses, so ``--cfg-options model.backbone.drop_number=48`` on an
+    ``_r64`` config never overwrites the r=64 run's files; a strategy other
+    than ``'sta'`` and the quick protocol are appended.
+    """
+    name = osp.splitext(osp.basename(config))[0]
+    drop_number, strategy = pruning_of(cfg)
+    if drop_number is not None:
+        name = re.sub(r'_r\d+$', '', name) + f'_r{drop_number}'
+    if strategy not in (None, 'sta'):
+        name += f'_{strategy}'
+    if cfg.get('test_protocol') == 'quick':
+        name += '_quick'
+    return osp.join('work_dirs', name)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cap_workers(cfg: Config) -> None:
+    """Cap the test dataloader's workers at the machine's cores.
+
+    MMAction2's configs ask for 8 workers, which on a small machine only
+    adds processes that compete with the model for the same cores.
+    """
+    loader = cfg.test_dataloader
+    cores = usable_cores()
+    asked = loader.get('num_workers', 0)
+    if asked > cores:
+        loader.num_workers = cores
+        print_log(
+            f'test_dataloader.num_workers={asked} capped at the {cores} '
+            'cores of this machine.',
+            logger='current')
+
+
+def init_cpu_dist(cfg: Config) -> None:
+    """Start the process group for ``--launcher pytorch`` without CUDA.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device``, and its
+    default model wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on
+    CPU-only torch. The group is started here, so the Runner finds it and
+    goes on, and the wrapper is told the model lives on the CPU.
+    """
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available() or dist.is_initialized():
+        return
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
+    if backend != 'gloo':
+        raise ValueError(
+            f'env_cfg.dist_cfg.backend={backend!r} needs CUDA, which this '
+            'machine lacks; on CPU use --cfg-options '
+            'env_cfg.dist_cfg.backend=gloo.')
+    dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False)
+
+
+def run_test(cfg: Config) -> Dict:
+    """Build the Runner from ``cfg`` and test; returns the metrics.
+
+    The metrics hold the accuracy, the backbone report (``gflops_per_view``,
+    ``tokens``, ...) and the provenance record of
+    :class:`~sta_mmaction.engine.ProvenanceHook`.
+    """
+    cfg = copy.deepcopy(cfg)
+    if cfg.get('launcher') == 'pytorch':
+        init_cpu_dist(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+        else RUNNERS.build(cfg)
+    use_main_rank_json(runner)
+    quiet_repeated_warnings(runner.logger)
+    return dict(runner.test())
+

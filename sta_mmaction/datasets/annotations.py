@@ -1,0 +1,119 @@
+"""Read a ``VideoDataset`` annotation list, refusing every line it cannot use.
+
+MMAction2's ``VideoDataset.load_data_list`` turns a line without a label
+into label ``-1`` (which ``AccMetric`` then scores as a class of its own),
+accepts any integer as a label, whatever the head's class count, and
+splits on every delimiter, so a file name with a space in it makes the line
+unreadable. :func:`load_video_list` reads the same format and stops at the
+first line it cannot use, naming the list file, the line number and the
+line.
+
+Single-label lists (``<file> <label>``) take the label off the right end of
+the line, so the file name may contain spaces. Multi-label lists
+(``multi_class=True``: ``<file> <label> <label> ...``) keep MMAction2's
+reading: the first field is the file and every other field a label, so
+their file names cannot contain the delimiter.
+"""
+import logging
+import os.path as osp
+import re
+from typing import List, Optional, Union
+
+from mmengine.fileio import list_from_file
+from mmengine.logging import print_log
+
+_INTEGER = re.compile(r'-?[0-9]+')
+
+
+class AnnotationError(ValueError):
+    """A line of an annotation list is not ``<file> <label>`` as required."""
+
+
+def load_video_list(ann_file: str,
+                    video_prefix: Optional[str] = None,
+                    multi_class: bool = False,
+                    num_classes: Optional[int] = None,
+                    delimiter: str = ' ') -> List[dict]:
+    """``VideoDataset``'s data list, with every line checked.
+
+    Args:
+        ann_file (str): The annotation list.
+        video_prefix (str, optional): Folder joined before each file name.
+            Defaults to None (names are used as they are).
+        multi_class (bool): Lines hold one or more labels each, read as in
+            MMAction2 (see the module docstring). Defaults to False.
+        num_classes (int, optional): Labels must lie in
+            ``[0, num_classes)``. Required when ``multi_class`` is True.
+            Defaults to None, which checks only that labels are not
+            negative (and says so in a warning).
+        delimiter (str): Field separator. Defaults to ``' '``, which
+            splits at any run of whitespace, as ``str.split()`` does.
+
+    Returns:
+        list[dict]: ``dict(filename=..., label=...)`` per non-blank line,
+        with an int label, or a list of ints for ``multi_class``.
+
+    Raises:
+        AnnotationError: A line has no file, no label, a label that is not
+            an integer or one out of range, or the list has no line at all.
+        ValueError: ``num_classes`` or ``delimiter`` is not usable.
+    """
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ValueError(f'num_classes={num_classes!r} (of {ann_file}) must '
+                         'be a positive int: the class count of the head.')
+    if multi_class and num_classes is None:
+        raise ValueError(f'{ann_file} is read with multi_class=True, which '
+                         'needs num_classes (the length of the one-hot '
+                         'label); set the dataset\'s num_classes.')
+    if not isinstance(delimiter, str) or not delimiter:
+        raise ValueError(f'delimiter={delimiter!r} (of {ann_file}) must be a '
+                         "non-empty string, e.g. ' '.")
+    if num_classes is None:
+        print_log(
+            f'{ann_file}: no num_classes given, so labels are only checked '
+            'to be integers >= 0, not to be below the head\'s class count; '
+            'sta_mmaction.datasets.wire_test_data sets it from '
+            'model.cls_head.num_classes.',
+            logger='current',
+            level=logging.WARNING)
+    sep = None if delimiter == ' ' else delimiter
+    allowed = (f'in [0, {num_classes})'
+               if num_classes is not None else '>= 0')
+    form = ('<file> <label> [<label> ...]'
+            if multi_class else '<file> <label>')
+    data_list = []
+    for lineno, line in enumerate(list_from_file(ann_file), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        where = f'{ann_file}, line {lineno}: {line!r}'
+        rule = (f'Each non-blank line must be {form} with integer labels '
+                f'{allowed}; fix or remove the line.')
+        fields = text.split(sep) if multi_class else text.rsplit(sep, 1)
+        name, tokens = fields[0].strip(), [f.strip() for f in fields[1:]]
+        if not tokens:
+            raise AnnotationError(f'{where}: no label. {rule}')
+        if not name:
+            raise AnnotationError(f'{where}: no file name. {rule}')
+        labels = []
+        for token in tokens:
+            if not _INTEGER.fullmatch(token):
+                raise AnnotationError(
+                    f'{where}: label {token!r} is not an integer. {rule}')
+            label = int(token)
+            if label < 0 or (num_classes is not None and label >= num_classes):
+                raise AnnotationError(
+                    f'{where}: label {label} is out of range. {rule}')
+            labels.append(label)
+        if video_prefix is not None:
+            name = osp.join(video_prefix, name)
+        label_out: Union[int, List[int]] = labels if multi_class \
+            else labels[0]
+        data_list.append(dict(filename=name, label=label_out))
+    if not data_list:
+        raise AnnotationError(
+            f'{ann_file} lists no video: a test over it would evaluate '
+            f'nothing. Give a list with one {form} line per video.')
+    return data_list

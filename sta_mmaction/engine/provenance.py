@@ -1,0 +1,100 @@
+"""ProvenanceHook: every test result says what produced it."""
+import os.path as osp
+from typing import Any, Dict, Optional
+
+from mmaction.registry import HOOKS
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from .hooks import unwrap
+
+#: ``runtime_info`` prefix under which other parts of a run (the checkpoint
+#: check, tools/test.py) leave facts for the provenance record.
+PREFIX = 'sta_provenance/'
+
+
+@HOOKS.register_module()
+class ProvenanceHook(Hook):
+    """Record what produced a test run's numbers, beside the numbers.
+
+    The record lands in the test metrics (so in the work dir's JSON log) and
+    in the run's last log line, after the accuracy:
+
+    * ``backbone``, ``drop_number``, ``strategy``, ``seed``: the backbone as
+      it ran, read after any ``STAPruningHook`` converted it;
+    * ``config``, ``checkpoint``: the files the run names; the checkpoint
+      check adds ``checkpoint_file`` (the local file read, e.g. the cached
+      download) and ``checkpoint_sha256`` (its first 12 hex digits), and, for
+      a deliberate partial load, ``partial_load`` and ``random_init_keys``;
+    * ``protocol`` (``'config'`` or ``'quick'``, from ``cfg.test_protocol``)
+      and ``views_per_video``, counted on the first test batch;
+    * ``num_evaluated`` and ``num_skipped`` videos.
+
+    Anything another hook stores in ``runner.message_hub`` runtime info
+    under ``'sta_provenance/<key>'`` joins the record as ``<key>``.
+    """
+
+    # before LoggerHook (BELOW_NORMAL), which writes the metrics JSON
+    priority = 'NORMAL'
+
+    def before_test(self, runner) -> None:
+        backbone = getattr(unwrap(runner.model), 'backbone', None)
+        cfg = runner.cfg
+        self.record: Dict[str, Any] = dict(
+            backbone=type(backbone).__name__,
+            drop_number=getattr(backbone, 'drop_number', 0),
+            strategy=getattr(backbone, 'strategy', None),
+            seed=getattr(backbone, 'seed', None),
+            config=osp.abspath(cfg.filename) if cfg.filename else None,
+            checkpoint=cfg.get('load_from'),
+            protocol=cfg.get('test_protocol', 'config'))
+        self.views: Optional[int] = None
+
+    def before_test_iter(self, runner, batch_idx: int,
+                         data_batch: Optional[Dict] = None) -> None:
+        inputs = (data_batch or {}).get('inputs')
+        if self.views is None and inputs is not None and len(inputs):
+            self.views = int(inputs[0].shape[0])
+
+    def after_test_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
+        hub = runner.message_hub
+        record = dict(self.record, views_per_video=self.views)
+        record.update({
+            k[len(PREFIX):]: v
+            for k, v in hub.runtime_info.items() if k.startswith(PREFIX)
+        })
+        metrics = metrics if metrics is not None else {}
+        if 'num_evaluated' not in metrics:
+            # without SkippedVideosMetric every video is evaluated or the
+            # run has stopped on the one that could not be read
+            record.update(
+                num_evaluated=len(runner.test_dataloader.dataset),
+                num_skipped=0)
+        for key, value in record.items():
+            hub.update_info(f'test/{key}', value)
+        metrics.update(record)
+        self.metrics = metrics
+
+    def after_test(self, runner) -> None:
+        if not is_main_process():
+            return
+        m = self.metrics
+        scores = ', '.join(f'{k}={v:.4f}' for k, v in m.items()
+                           if k.startswith('acc/') and isinstance(v, float))
+        evaluated = int(m['num_evaluated'])
+        skipped = int(m['num_skipped'])
+        sha = m.get('checkpoint_sha256')
+        partial = ''
+        if m.get('partial_load'):
+            partial = (f' (partial load: {len(m.get("random_init_keys", []))}'
+                       ' tensors left at random init)')
+        print_log(
+            f'Result: {scores or "no accuracy metric"} | '
+            f'{m["backbone"]} drop_number={m["drop_number"]} '
+            f'strategy={m["strategy"]} seed={m["seed"]} | '
+            f'config {m["config"]} | checkpoint {m["checkpoint"]}'
+            + (f' (sha256 {sha})' if sha else '') + partial + ' | '
+            f'{m["views_per_video"]} views per video ({m["protocol"]} '
+            f'protocol) | {evaluated} videos evaluated, {skipped} skipped',
+            logger='current')
