@@ -21,5 +21,6 @@ patch_missing_drn()
 install_safe_loaders()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
+from .models import convert_backbone  # noqa: E402
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'convert_backbone']

@@ -19,6 +19,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..core import group_schedule, prune_layers, token_counts
+from ..models import STASwin3D, STAViT
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -90,6 +91,22 @@ def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
     return 1, backbone.get('in_channels', 3), int(frames), int(size), int(size)
 
 
+def view_token_counts(backbone: nn.Module,
+                      shape: Sequence[int]) -> List[int]:
+    """Tokens of an STA backbone on a (1, C, T, H, W) view, per prune point.
+
+    ``STAViT``: before the first point and after each; ``STASwin3D``: the
+    tokens of stages 1-4. Empty for a backbone that does not prune.
+    """
+    clip = tuple(int(n) for n in shape[2:])
+    if isinstance(backbone, STASwin3D):
+        return list(backbone.token_counts(clip))
+    if isinstance(backbone, STAViT):
+        p = backbone.patch_size
+        return list(backbone.token_counts((clip[1] // p, clip[2] // p)))
+    return []
+
+
 def backbone_report(backbone: nn.Module,
                     shape: Tuple[int, int, int, int, int],
                     seed: int = 0) -> Dict:
@@ -101,15 +118,15 @@ def backbone_report(backbone: nn.Module,
         seed (int): Seed of the random view; selections depend on content but
             token counts and FLOPs do not. Defaults to 0.
 
-    The counting forward leaves the random streams as they were: torch's
-    global RNG is forked, and the ``'random'`` strategy's own generator, if
-    any, restarts from its seed, so a test run draws the same keep sets
-    with or without the report.
+    The counting forward leaves torch's global RNG as it was (it is forked),
+    so a test run draws the same keep sets with or without the report; a
+    seeded ``'random'`` strategy draws from generators of each clip's own,
+    which no other forward touches.
 
     Returns:
-        dict: ``gflops``, ``params_m``, ``tokens`` (list, before the first
-        point and after each; empty for backbones that do not prune) and
-        ``unsupported`` ops.
+        dict: ``gflops``, ``params_m``, ``tokens`` (list, for this view's
+        shape, see :func:`view_token_counts`; empty for backbones that do
+        not prune) and ``unsupported`` ops.
     """
     was_training = backbone.training
     backbone.eval()
@@ -119,16 +136,11 @@ def backbone_report(backbone: nn.Module,
     cuda = [device] if device.type == 'cuda' else []
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         counted = count_flops(backbone, (view, ))
-    if hasattr(backbone, 'reset_generator'):
-        backbone.reset_generator()
     backbone.train(was_training)
-    tokens: List[int] = []
-    if hasattr(backbone, 'token_counts'):
-        tokens = list(backbone.token_counts())
     return dict(
         gflops=counted['flops'] / 1e9,
         params_m=sum(p.numel() for p in backbone.parameters()) / 1e6,
-        tokens=tokens,
+        tokens=view_token_counts(backbone, shape),
         unsupported=counted['unsupported'])
 
 

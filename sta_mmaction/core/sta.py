@@ -21,7 +21,8 @@ count ``r``, so every one of them leaves the same token counts
 (:data:`STRATEGIES`):
 
 * ``'random'``: a uniformly random keep set per group
-  (:func:`random_select`), seedable with a ``torch.Generator``.
+  (:func:`random_select`), seedable with a ``torch.Generator`` per sample
+  (:func:`clip_generators` derives one from a seed and the clip itself).
 * ``'temporal'``: STA without the semantic factor (``a = 0``): the parity
   drop, then accumulated redundancy alone.
 * ``'semantic'``: the semantic factor alone (accumulated redundancy ``= 1``).
@@ -32,7 +33,8 @@ count ``r``, so every one of them leaves the same token counts
   instead of dropping (:func:`bipartite_match`, :func:`merge_tokens`, after
   Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023).
 """
-from typing import List, Optional, Tuple
+import hashlib
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +43,16 @@ from torch import Tensor
 #: Number of prune points of the schedule.
 NUM_PRUNE_POINTS = 3
 
+#: Elements of a clip that :func:`clip_generators` hashes, at most.
+HASHED_ELEMENTS = 4096
+
 #: Token-reduction strategies, STA first. All but ``'tome'`` select tokens
 #: (:func:`sta_select`); ``'tome'`` merges them (:func:`bipartite_match`).
 STRATEGIES = ('sta', 'random', 'temporal', 'semantic', 'tome')
+
+
+#: One generator for the batch, one per sample, or None (the global RNG).
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 
 def validate_strategy(strategy: str) -> None:
@@ -213,7 +222,7 @@ def sta_select(x: Tensor,
                reverse: bool = False,
                *,
                strategy: str = 'sta',
-               generator: Optional[torch.Generator] = None) -> Tensor:
+               generator: Generators = None) -> Tensor:
     """(B, N, C), (B, N, c) -> (B, N - G * r) indices of the kept tokens.
 
     Args:
@@ -229,10 +238,10 @@ def sta_select(x: Tensor,
             ``'tome'`` merges rather than selects: use
             :func:`bipartite_match` and :func:`merge_tokens`.
             Defaults to ``'sta'``.
-        generator (torch.Generator, optional): Source of the ``'random'``
-            strategy's draws, which are made on the generator's device.
-            Ignored by the other strategies. Defaults to None, the global
-            RNG of ``x``'s device.
+        generator (torch.Generator or Sequence[torch.Generator], optional):
+            Source of the ``'random'`` strategy's draws (see
+            :func:`random_select`). Ignored by the other strategies.
+            Defaults to None, the global RNG of ``x``'s device.
 
     Returns:
         Tensor: (B, N - G * r) int64 indices into ``N``. Groups appear in time
@@ -301,7 +310,7 @@ def random_select(batch: int,
                   num_tokens: int,
                   num_groups: int,
                   r: int,
-                  generator: Optional[torch.Generator] = None,
+                  generator: Generators = None,
                   device: Optional[torch.device] = None) -> Tensor:
     """(B, N - G * r) indices of a uniformly random keep set per group.
 
@@ -313,9 +322,13 @@ def random_select(batch: int,
         num_tokens (int): N, a multiple of ``num_groups``.
         num_groups (int): G.
         r (int): Tokens dropped per group.
-        generator (torch.Generator, optional): Source of the draws, which
-            are made on its device; the same generator state gives the same
-            keep sets. Defaults to None, the global RNG of ``device``.
+        generator (torch.Generator or Sequence[torch.Generator], optional):
+            Source of the draws, which are made on its device: one
+            generator for the whole batch, or ``batch`` generators, one per
+            sample, so that a sample's keep sets depend on its own generator
+            only, whatever the batch around it. The same generator states
+            give the same keep sets. Defaults to None, the global RNG of
+            ``device``.
         device (torch.device, optional): Device of the returned indices.
             Defaults to None, the generator's device (or the CPU).
 
@@ -324,14 +337,55 @@ def random_select(batch: int,
         and each group's survivors in position order.
     """
     n = num_tokens // num_groups
-    draw_on = generator.device if generator is not None else device
-    noise = torch.rand(
-        batch, num_groups, n, generator=generator,
-        device=draw_on)  # (B, G, n)
+    if isinstance(generator, torch.Generator) or generator is None:
+        draw_on = generator.device if generator is not None else device
+        noise = torch.rand(
+            batch, num_groups, n, generator=generator,
+            device=draw_on)  # (B, G, n)
+    else:
+        generator = list(generator)
+        if len(generator) != batch:
+            raise ValueError(f'random_select got {len(generator)} '
+                             f'generators for a batch of {batch}; pass one '
+                             'per sample or a single one.')
+        noise = torch.stack([
+            torch.rand(num_groups, n, generator=g, device=g.device)
+            for g in generator
+        ])  # (B, G, n)
     local = noise.argsort(dim=-1)[..., :n - r].sort(dim=-1).values
     if device is not None:
         local = local.to(device)
     return _to_global(local, n)  # (B, N - G * r)
+
+
+def clip_generators(x: Tensor, seed: int) -> List[torch.Generator]:
+    """One CPU generator per clip of ``x``, from ``seed`` and the clip.
+
+    A sample's generator is seeded by a hash of ``seed`` and of a strided
+    subsample (at most :data:`HASHED_ELEMENTS` values, as float32) of its
+    own clip, so its draws do not depend on the batch size, on its place
+    in the batch or on the process that runs it; a deterministic test
+    pipeline gives every view the same keep sets in every run. The
+    subsample is copied to the host, one small copy per forward.
+
+    Args:
+        x (Tensor): (B, ...) the clips, as the backbone receives them.
+        seed (int): The ``'random'`` strategy's seed.
+
+    Returns:
+        list[torch.Generator]: B generators, to be drawn from in order at
+        each prune point.
+    """
+    flat = x.detach().reshape(x.shape[0], -1)  # (B, L)
+    stride = max(1, flat.shape[1] // HASHED_ELEMENTS)
+    sample = flat[:, ::stride].float().cpu().contiguous()  # (B, ceil(L/s))
+    gens = []
+    for row in sample:
+        digest = hashlib.blake2b(
+            f'{seed}:'.encode() + row.numpy().tobytes(), digest_size=8)
+        gens.append(torch.Generator().manual_seed(
+            int.from_bytes(digest.digest(), 'little') >> 1))
+    return gens
 
 
 def bipartite_match(keys: Tensor, num_groups: int,

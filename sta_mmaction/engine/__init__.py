@@ -1,9 +1,12 @@
 """mmengine glue: hooks that report and guard STA test runs."""
 from .checkpoint_hook import CheckpointKeysHook
 from .hooks import TEST_HOOKS, STAReportHook, add_test_hooks, unwrap
+from .provenance import ProvenanceHook
 from .pruning_hook import STAPruningHook, convert_backbone
+from .run_logging import MainRankJsonLoggerHook
 
 __all__ = [
-    'TEST_HOOKS', 'CheckpointKeysHook', 'STAPruningHook', 'STAReportHook',
-    'add_test_hooks', 'convert_backbone', 'unwrap'
+    'TEST_HOOKS', 'CheckpointKeysHook', 'MainRankJsonLoggerHook',
+    'ProvenanceHook', 'STAPruningHook', 'STAReportHook', 'add_test_hooks',
+    'convert_backbone', 'unwrap'
 ]

@@ -1,5 +1,8 @@
-"""Registered STA backbones."""
+"""Registered STA backbones and the in-place conversion of stock ones."""
+from .convert import STA_VERSIONS, convert_backbone, sta_version
 from .sta_swin import STASwin3D
 from .sta_vit import STAViT
 
-__all__ = ['STASwin3D', 'STAViT']
+__all__ = [
+    'STA_VERSIONS', 'STASwin3D', 'STAViT', 'convert_backbone', 'sta_version'
+]

@@ -21,9 +21,10 @@ from mmaction.models.backbones.swin import (PatchMerging, SwinTransformer3D,
 from mmaction.registry import MODELS
 from torch import Tensor
 
-from ..core import (STRATEGIES, gather_tokens, scatter_tokens,
-                    sta_select)
-from .strategy import RandomStrategyMixin, check_strategy_args
+from ..core import STRATEGIES, gather_tokens, scatter_tokens, sta_select
+from ..core.sta import Generators
+from .strategy import (check_known, check_strategy_args, init_arguments,
+                       sample_generators)
 
 #: Logit added to pruned keys. A row that holds any kept key gives them
 #: exactly zero weight (``exp`` underflows); a row without one (a pruned
@@ -281,7 +282,7 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
 
 
 @MODELS.register_module()
-class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
+class STASwin3D(SwinTransformer3D):
     """Video Swin with Semantic-aware Temporal Accumulation pruning.
 
     Takes every argument of MMAction2's ``SwinTransformer3D`` and adds no
@@ -343,14 +344,18 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
             ``'random'``, ``'temporal'`` (STA without its semantic factor)
             or ``'semantic'`` (the semantic factor alone). ``'tome'`` is
             refused (see :data:`SWIN_STRATEGIES`). Defaults to ``'sta'``.
-        seed (int, optional): Seed of the ``'random'`` strategy's own
-            generator (see ``STAViT``). Ignored by the other strategies.
+        seed (int, optional): Seed of the ``'random'`` strategy: each clip
+            draws from its own generator, seeded by ``seed`` and the clip's
+            content, so its kept tokens do not depend on the batch or the
+            process (see ``STAViT``). Ignored by the other strategies.
             Defaults to None, torch's global RNG.
-        *args, **kwargs: Arguments of ``SwinTransformer3D``.
+        *args, **kwargs: Arguments of ``SwinTransformer3D``. An argument
+            neither class knows is a ``ValueError`` naming the closest known
+            one.
     """
 
-    #: Attributes that hold STA's settings (see ``convert_backbone``).
-    STA_SETTINGS = ('drop_number', 'strategy', 'seed', '_generator')
+    #: STA's settings, the arguments of :meth:`init_sta`.
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed')
 
     def __init__(self,
                  *args,
@@ -358,6 +363,31 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
                  strategy: str = 'sta',
                  seed: Optional[int] = None,
                  **kwargs) -> None:
+        check_known('STASwin3D', kwargs,
+                    init_arguments(SwinTransformer3D) +
+                    list(self.STA_SETTINGS))
+        super().__init__(*args, **kwargs)
+        self.init_sta(drop_number, strategy, seed)
+
+    def init_sta(self,
+                 drop_number: int = 0,
+                 strategy: str = 'sta',
+                 seed: Optional[int] = None,
+                 **settings) -> None:
+        """Check and set STA's settings on the built (stock) model.
+
+        The stages and outputs are read from the model's own attributes.
+        Every check runs before any attribute is set, so a refused setting
+        leaves the model as it was. :func:`sta_mmaction.convert_backbone`
+        calls it on a live stock ``SwinTransformer3D``.
+
+        Args:
+            drop_number (int): ``r``. Defaults to 0.
+            strategy (str): See the class doc. Defaults to ``'sta'``.
+            seed (int, optional): See the class doc. Defaults to None.
+            **settings: None are defined; any key is a ``ValueError``.
+        """
+        check_known('STASwin3D', settings, self.STA_SETTINGS, what='setting')
         check_strategy_args(
             strategy,
             seed,
@@ -374,12 +404,6 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
                 f'drop_number={drop_number} is negative; it is the number of '
                 'tokens STA drops per temporal slice at stage 2 and must be '
                 '>= 0 (0 disables pruning).')
-        super().__init__(*args, **kwargs)
-        self.drop_number = drop_number
-        self.strategy = strategy
-        self.seed = seed
-        self._generator: Optional[torch.Generator] = None
-        self._clip = DEFAULT_CLIP
         if drop_number > 0:
             if self.num_layers != 4:
                 raise ValueError(
@@ -391,6 +415,10 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
                     f'out_indices={tuple(self.out_indices)} asks for feature '
                     f'maps of early stages, which drop_number={drop_number} '
                     'prunes; STA needs out_indices=(3, ).')
+        self.drop_number = drop_number
+        self.strategy = strategy
+        self.seed = seed
+        self._clip = DEFAULT_CLIP
 
     def train(self, mode: bool = True) -> 'STASwin3D':
         """``SwinTransformer3D.train``, returning ``self`` as torch does."""
@@ -506,6 +534,8 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
         """
         # --- STA: validate the clip and plan the schedule ---
         points = self._check_input(x)
+        gens = sample_generators(self.strategy, self.seed,
+                                 x)  # one generator per clip, or None
         # --- end STA ---
         x = self.patch_embed(x)
 
@@ -527,7 +557,7 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
                     merge, grid_in, tokens, pos, (d, h, w),
                     points[p - 1]['groups'], points[p]['carried'])
             tokens, pos = self._run_stage(layer, tokens, pos, (d, h, w),
-                                          points[p], p == 1)
+                                          points[p], p == 1, gens)
             kept.append(pos)
         norm_layer = getattr(self, f'norm{self.num_layers - 1}')
         out = norm_layer(tokens).mean(1)  # (B, C'), kept tokens only
@@ -536,7 +566,8 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
 
     def _run_stage(self, layer, tokens: Tensor, pos: Tensor,
                    dhw: Tuple[int, int, int], point: Dict[str, int],
-                   reverse: bool) -> Tuple[Tensor, Tensor]:
+                   reverse: bool,
+                   generator: Generators) -> Tuple[Tensor, Tensor]:
         """Prune the candidates, then run the stage's blocks on the kept."""
         d, h, w = dhw
         window_size, shift_size = get_window_size((d, h, w), layer.window_size,
@@ -545,7 +576,7 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
         attn_mask = compute_mask(dp, hp, wp, window_size, shift_size,
                                  tokens.device)
         tokens, pos, qkv = self._select(layer.blocks[0], tokens, pos, point,
-                                        reverse)
+                                        reverse, generator)
         grid = _KeptGrid(pos, dhw)
         for i, blk in enumerate(layer.blocks):
             tokens = block_forward_kept(blk, tokens, grid, attn_mask,
@@ -553,8 +584,8 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
         return tokens, pos
 
     def _select(self, blk: SwinTransformerBlock3D, tokens: Tensor,
-                pos: Tensor, point: Dict[str, int],
-                reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
+                pos: Tensor, point: Dict[str, int], reverse: bool,
+                generator: Generators) -> Tuple[Tensor, Tensor, Tensor]:
         """STA (or ``strategy``) at a stage's start, with the first block's
         attention keys.
 
@@ -579,7 +610,7 @@ class STASwin3D(RandomStrategyMixin, SwinTransformer3D):
             point['drop'],
             reverse=reverse,
             strategy=self.strategy,
-            generator=self.random_generator())  # (B, M)
+            generator=generator)  # (B, M)
         tokens = gather_tokens(tokens, idx)  # (B, M, C)
         normed = gather_tokens(normed, idx)  # (B, M, C)
         q = F.linear(normed, w_q, b_q)  # (B, M, C), kept only

@@ -1,5 +1,4 @@
 """STAViT: MMAction2's VideoMAE ``VisionTransformer`` with STA pruning."""
-import inspect
 from typing import List, Optional, Tuple
 
 import torch
@@ -12,7 +11,8 @@ from torch import Tensor
 from ..core import (bipartite_match, check_drop_number, gather_tokens,
                     group_schedule, merge_tokens, prune_layers, sta_select,
                     token_counts, validate_drop_number)
-from .strategy import RandomStrategyMixin, check_strategy_args
+from .strategy import (check_known, check_strategy_args, init_arguments,
+                       sample_generators)
 
 
 def attention_with_keys(
@@ -83,7 +83,7 @@ def block_with_keys(blk: Block,
 
 
 @MODELS.register_module()
-class STAViT(RandomStrategyMixin, VisionTransformer):
+class STAViT(VisionTransformer):
     """VideoMAE ViT with Semantic-aware Temporal Accumulation pruning.
 
     Takes every argument of MMAction2's ``VisionTransformer`` and adds none
@@ -104,6 +104,12 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
     a size-weighted mean, so that each original patch weighs the same as in
     the stock model's mean (the other strategies keep the plain mean).
 
+    The STA settings are set and checked by :meth:`init_sta`, which
+    :func:`sta_mmaction.convert_backbone` also calls on a live stock
+    ``VisionTransformer``. An argument neither class knows is a
+    ``ValueError`` naming the closest known one (the stock class would
+    swallow it).
+
     Args:
         drop_number (int): ``r``, tokens dropped per group at every prune
             point. ``0`` gives the stock model exactly, whatever the
@@ -112,21 +118,21 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
             ``'temporal'`` (STA without its semantic factor), ``'semantic'``
             (the semantic factor alone) or ``'tome'`` (bipartite soft
             matching and merging). Defaults to ``'sta'``.
-        seed (int, optional): Seed of the ``'random'`` strategy's own
-            generator, created at the first pruned forward and advanced by
-            every forward after it, so a run with the same seed and the same
-            inputs keeps the same tokens. Ignored by the other strategies.
-            Defaults to None, torch's global RNG (which mmengine's
-            ``randomness`` setting seeds).
+        seed (int, optional): Seed of the ``'random'`` strategy. Each clip
+            draws from its own generator, seeded by ``seed`` and the clip's
+            content (:func:`sta_mmaction.core.clip_generators`), so a clip
+            keeps the same tokens whatever the batch size, its place in the
+            batch or the number of processes. Ignored by the other
+            strategies. Defaults to None, torch's global RNG (which
+            mmengine's ``randomness`` setting seeds).
         prop_attn (bool): With ``'tome'``, add ``log(size)`` to the attention
             logits of every block after the first merge (ToMe's proportional
             attention). Ignored by the other strategies. Defaults to True.
         *args, **kwargs: Arguments of ``VisionTransformer``.
     """
 
-    #: Attributes that hold STA's settings (see ``convert_backbone``).
-    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn',
-                    '_generator')
+    #: STA's settings, the arguments of :meth:`init_sta`.
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn')
 
     def __init__(self,
                  *args,
@@ -135,26 +141,42 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
                  seed: Optional[int] = None,
                  prop_attn: bool = True,
                  **kwargs) -> None:
+        check_known('STAViT', kwargs,
+                    init_arguments(VisionTransformer) +
+                    list(self.STA_SETTINGS))
+        super().__init__(*args, **kwargs)
+        self.init_sta(drop_number, strategy, seed, prop_attn=prop_attn)
+
+    def init_sta(self,
+                 drop_number: int = 0,
+                 strategy: str = 'sta',
+                 seed: Optional[int] = None,
+                 **settings) -> None:
+        """Check and set STA's settings on the built (stock) model.
+
+        Frames, tubelet and grid are read from ``patch_embed`` and
+        ``pos_embed``. Every check runs before any attribute is set, so a
+        refused setting leaves the model as it was.
+
+        Args:
+            drop_number (int): ``r``. Defaults to 0.
+            strategy (str): See the class doc. Defaults to ``'sta'``.
+            seed (int, optional): See the class doc. Defaults to None.
+            **settings: ``prop_attn`` (bool). Defaults to True.
+        """
+        check_known('STAViT', settings, self.STA_SETTINGS, what='setting')
+        prop_attn = settings.get('prop_attn', True)
         check_strategy_args(strategy, seed)
         if not isinstance(prop_attn, bool):
             raise ValueError(f'prop_attn={prop_attn!r} must be True or '
                              'False.')
-        super().__init__(*args, **kwargs)
-        self.strategy = strategy
-        self.seed = seed
-        self.prop_attn = prop_attn
-        self._generator: Optional[torch.Generator] = None
-        bound = inspect.signature(VisionTransformer.__init__).bind(
-            self, *args, **kwargs)
-        bound.apply_defaults()
-        cfg = bound.arguments
-        self.num_frames = cfg['num_frames']
-        self.tubelet_size = cfg['tubelet_size']
-        self.drop_number = drop_number
-        self.prune_layers = prune_layers(len(self.blocks))
         validate_drop_number(drop_number)
+        tubelet = self.patch_embed.projection.kernel_size[0]
+        grid_h, grid_w = self.grid_size
+        slices = self.pos_embed.shape[1] // (grid_h * grid_w)
+        layers = prune_layers(len(self.blocks))
         if drop_number > 0:
-            self._check_schedule(self.num_frames, *self.grid_size)
+            check_drop_number(drop_number, grid_h * grid_w, slices)
             if self.return_feat_map:
                 raise ValueError(
                     'return_feat_map=True needs the full token grid, but '
@@ -165,15 +187,13 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
                     'use_mean_pooling=False takes token 0 as the clip '
                     f'feature, which drop_number={drop_number} reorders; '
                     'STA needs use_mean_pooling=True.')
-
-    def _check_schedule(self, frames: int, grid_h: int, grid_w: int) -> None:
-        if frames % self.tubelet_size:
-            raise ValueError(
-                f'num_frames={frames} is not a multiple of tubelet_size='
-                f'{self.tubelet_size}, so the STA schedule cannot cut it '
-                'into temporal slices.')
-        check_drop_number(self.drop_number, grid_h * grid_w,
-                          frames // self.tubelet_size)
+        self.drop_number = drop_number
+        self.strategy = strategy
+        self.seed = seed
+        self.prop_attn = prop_attn
+        self.tubelet_size = tubelet
+        self.num_frames = slices * tubelet
+        self.prune_layers = layers
 
     def token_counts(self,
                      grid: Optional[Tuple[int, int]] = None) -> List[int]:
@@ -191,8 +211,8 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
         """Raise a ``ValueError`` for a clip this model cannot take.
 
         At ``drop_number=0`` only what the stock forward would fail on with
-        a shape error is checked (dimensions, channels, frames); pruning
-        also needs whole patches and a grid the schedule can cut.
+        a shape error is checked (dimensions, channels, temporal slices);
+        pruning also needs whole patches and a grid the schedule can cut.
         """
         if x.dim() != 5:
             raise ValueError(f'STAViT expects a (B, C, T, H, W) clip, got a '
@@ -200,7 +220,8 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
         _, c, t, h, w = x.shape
         in_ch = self.patch_embed.projection.in_channels
         whole = not (h % self.patch_size or w % self.patch_size)
-        if (c != in_ch or t != self.num_frames
+        slices = self.num_frames // self.tubelet_size
+        if (c != in_ch or t // self.tubelet_size != slices
                 or (self.drop_number and not whole)):
             raise ValueError(
                 f'STAViT was built for clips of {in_ch} channels x '
@@ -210,7 +231,7 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
                 f'shape (C, T, H, W) = {(c, t, h, w)}.')
         grid = (h // self.patch_size, w // self.patch_size)
         if self.drop_number and grid != self.grid_size:
-            self._check_schedule(t, *grid)
+            check_drop_number(self.drop_number, grid[0] * grid[1], slices)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, C') clip features."""
@@ -230,6 +251,8 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
         """
         # --- STA: validate the clip before any reshape can fail ---
         self._check_input(x)
+        gens = sample_generators(self.strategy, self.seed,
+                                 x)  # one generator per clip, or None
         # --- end STA ---
         b, _, _, h, w = x.shape
         h //= self.patch_size
@@ -280,7 +303,7 @@ class STAViT(RandomStrategyMixin, VisionTransformer):
                     self.drop_number,
                     reverse=p == 1,
                     strategy=self.strategy,
-                    generator=self.random_generator())
+                    generator=gens)
                 x = gather_tokens(x, idx)  # (B, N', C)
             positions = positions.gather(1, idx)  # (B, N')
             kept.append(positions)

@@ -1,9 +1,47 @@
-"""The ``strategy`` and ``seed`` settings shared by the STA backbones."""
-from typing import Optional, Sequence
+"""Settings shared by the STA backbones: names, ``strategy`` and ``seed``."""
+import difflib
+import inspect
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 import torch
+from torch import Tensor
 
-from ..core import STRATEGIES, validate_strategy
+from ..core import STRATEGIES, clip_generators, validate_strategy
+
+
+def init_arguments(cls: type) -> List[str]:
+    """The named arguments of ``cls.__init__`` (no ``self``, ``*``, ``**``)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name for p in params if p.name != 'self' and p.kind not in (
+            p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def check_known(owner: str,
+                given: Mapping,
+                accepted: Iterable[str],
+                what: str = 'argument') -> None:
+    """Raise a ``ValueError`` for the first key of ``given`` not accepted.
+
+    Args:
+        owner (str): Who got the key, the start of the message (e.g.
+            ``'STAViT'``).
+        given (Mapping): Names and values that were passed.
+        accepted (Iterable[str]): The valid names; the closest one (by
+            ``difflib.get_close_matches``) is suggested.
+        what (str): What a name is, for the message. Defaults to
+            ``'argument'``.
+    """
+    accepted = list(accepted)
+    for key, value in given.items():
+        if key in accepted:
+            continue
+        close = difflib.get_close_matches(key, accepted, n=1)
+        hint = (f'did you mean {close[0]}?' if close else
+                f'the accepted ones are {", ".join(sorted(accepted))}.')
+        raise ValueError(
+            f'{owner} got an unknown {what} {key}={value!r}; {hint}')
 
 
 def check_strategy_args(strategy: str,
@@ -31,25 +69,20 @@ def check_strategy_args(strategy: str,
                          'draws from torch\'s global RNG).')
 
 
-class RandomStrategyMixin:
-    """The ``'random'`` strategy's own generator, seeded by ``self.seed``.
+def sample_generators(strategy: str, seed: Optional[int],
+                      x: Tensor) -> Optional[List[torch.Generator]]:
+    """The ``'random'`` strategy's generators for the clips ``x``.
 
-    The generator is created at the first pruned forward and advanced by
-    every forward after it, so a run with the same seed and the same inputs
-    keeps the same tokens.
+    One per clip, from ``seed`` and the clip's content
+    (:func:`sta_mmaction.core.clip_generators`), so a clip keeps the same
+    tokens alone, in any batch and in any process. None without a seed
+    (torch's global RNG) or for the other strategies, which draw nothing.
+
+    Args:
+        strategy (str): The backbone's strategy.
+        seed (int, optional): The backbone's seed.
+        x (Tensor): (B, C, T, H, W) the clips given to the backbone.
     """
-
-    seed: Optional[int]
-    _generator: Optional[torch.Generator]
-
-    def random_generator(self) -> Optional[torch.Generator]:
-        """The ``'random'`` strategy's generator; None without a seed."""
-        if self.seed is None:
-            return None
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
-        return self._generator
-
-    def reset_generator(self) -> None:
-        """Start the ``'random'`` strategy's draws again from ``seed``."""
-        self._generator = None
+    if strategy != 'random' or seed is None:
+        return None
+    return clip_generators(x, seed)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from sta_mmaction.core import (STRATEGIES, bipartite_match, group_schedule,
-                               merge_tokens, random_select,
+from sta_mmaction.core import (STRATEGIES, bipartite_match, clip_generators,
+                               group_schedule, merge_tokens, random_select,
                                semantic_activation, sta_select)
 from sta_mmaction.models import STAViT
 
@@ -147,28 +147,61 @@ def test_random_keep_sets_are_uniform():
         rtol=0)
 
 
-def test_random_seed_is_honoured_in_model():
-    x = clip(b=2, seed=1)
+def test_random_per_sample_generators_in_core():
+    """One generator per sample: a sample's draws ignore the batch."""
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gens = clip_generators(x, 3)
+    batch = random_select(4, 64, 4, 6, gens)
+    alone = [random_select(1, 64, 4, 6, clip_generators(x[i:i + 1], 3))
+             for i in range(4)]
+    for i in range(4):
+        assert torch.equal(batch[i], alone[i][0])
+    assert not torch.equal(batch[0], batch[1])  # the clips differ
+    with pytest.raises(ValueError, match='3 generators for a batch of 4'):
+        random_select(4, 64, 4, 6, gens[:3])
 
-    def kept(seed, runs=1):
+
+def test_clip_generators_depend_on_seed_and_content():
+    def first_draw(x, seed):
+        return [torch.rand(4, generator=g) for g in clip_generators(x, seed)]
+
+    x = torch.randn(2, 3, 16, 32, 32,
+                    generator=torch.Generator().manual_seed(1))
+    a = first_draw(x, 0)
+    assert all(torch.equal(p, q) for p, q in zip(a, first_draw(x, 0)))
+    assert not torch.equal(a[0], first_draw(x, 1)[0])
+    assert not torch.equal(a[0], a[1])
+    # the hash does not care where the clip lives or how it is laid out
+    assert torch.equal(a[1], first_draw(x.flip(0).contiguous()[:1], 0)[0])
+
+
+def test_random_seed_is_honoured_in_model():
+    """A clip keeps the same tokens alone, in a batch, in any order."""
+    x = clip(b=4, seed=1)
+
+    def kept(seed, batch):
         vit = model('random', 6, seed=seed)
         with torch.no_grad():
-            outs = [vit.forward_pruned(x)[1] for _ in range(runs)]
-        return vit, outs
+            return vit.forward_pruned(batch)[1]
 
-    _, [a] = kept(0)
-    _, [b] = kept(0)
-    _, [c] = kept(1)
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
-    assert not all(torch.equal(p, q) for p, q in zip(a, c))
-    # the generator advances: the next forward draws new keep sets, and
-    # reset_generator() starts again from the seed
-    vit, [first, second] = kept(0, runs=2)
-    assert not all(torch.equal(p, q) for p, q in zip(first, second))
-    vit.reset_generator()
+    batch = kept(0, x)
+    order = [2, 0, 3, 1]
+    shuffled = kept(0, x[order])
+    for i in range(4):
+        alone = kept(0, x[i:i + 1])
+        for p in range(3):
+            assert torch.equal(batch[p][i], alone[p][0])
+            assert torch.equal(batch[p][i], shuffled[p][order.index(i)])
+    assert all(torch.equal(p, q) for p, q in zip(batch, kept(0, x)))
+    other = kept(1, x)
+    assert not any(torch.equal(p[i], q[i]) for p, q in zip(batch, other)
+                   for i in range(4))
+    # the clips differ, so do their tokens; and the same model twice agrees
+    assert not torch.equal(batch[0][0], batch[0][1])
+    vit = model('random', 6, seed=0)
     with torch.no_grad():
-        again = vit.forward_pruned(x)[1]
-    assert all(torch.equal(p, q) for p, q in zip(first, again))
+        once, twice = (vit.forward_pruned(x)[1] for _ in range(2))
+    assert all(torch.equal(p, q) for p, q in zip(once, twice))
 
 
 def test_temporal_is_sta_without_semantics():

@@ -2,7 +2,7 @@
 
 The model-level tests drive the hook with a small stand-in for the runner
 (``model``, ``cfg``, ``hooks``): the hook reads nothing else before the test
-epoch. The end-to-end tests run ``tools/test.py`` on a stock MMAction2
+epoch, and of those not ``cfg``. The end-to-end tests run ``tools/test.py`` on a stock MMAction2
 config with the hook added and on the matching STA config, on generated
 clips, and compare the metrics JSON and the dumped scores.
 """
@@ -99,8 +99,11 @@ def test_hook_output_equals_sta_backbone(case):
     weights = {k: v.data_ptr() for k, v in stock.state_dict().items()}
 
     shape = (1, 3, CASES[case]['frames'], 64, 64)
-    hook = STAPruningHook(drop_number=r, shape=shape)
-    hook.before_test(fake_runner(stock, model_cfg(case), [hook]))
+    hook, report = STAPruningHook(drop_number=r), STAReportHook(shape=shape)
+    runner = fake_runner(stock, model_cfg(case), [hook, report])
+    hook.before_test(runner)
+    report.before_test(runner)
+    report.before_test_iter(runner, 0)
 
     assert type(stock.backbone) is type(reference.backbone)
     assert stock.backbone.drop_number == r
@@ -114,8 +117,8 @@ def test_hook_output_equals_sta_backbone(case):
     assert torch.equal(feats, ref_feats)
     assert all(torch.equal(a, b) for a, b in zip(kept, ref_kept))
     assert stock.backbone.token_counts() == reference.backbone.token_counts()
-    # the hook reported, on the pruned backbone
-    assert hook.report['tokens'] == reference.backbone.token_counts()
+    # the report hook, run after it, reported the pruned backbone
+    assert report.report['tokens'] == reference.backbone.token_counts()
 
 
 @pytest.mark.parametrize('case', ['vit', 'swin'])
@@ -124,7 +127,7 @@ def test_drop_number_zero_is_stock(case):
     x = view(case)
     with torch.no_grad():
         before = stock.backbone(x)
-    convert_backbone(stock.backbone, 0, model_cfg(case)['backbone'])
+    convert_backbone(stock.backbone, 0)
     with torch.no_grad():
         assert torch.equal(stock.backbone(x), before)
 
@@ -145,14 +148,11 @@ def test_applying_twice_is_harmless():
     assert model.backbone.prune_layers == (0, 2, 4)
     with torch.no_grad():
         assert torch.equal(model.backbone(x), once)
-    # only the last pruning hook computes the report
-    assert hooks[0].report is None and hooks[1].report is not None
 
 
 def test_sta_config_with_hook_takes_the_hook_r():
     model = build('vit', type='STAViT', drop_number=0)
-    convert_backbone(model.backbone, 4,
-                     model_cfg('vit', type='STAViT')['backbone'])
+    convert_backbone(model.backbone, 4)
     reference = build('vit', type='STAViT', drop_number=4)
     x = view('vit')
     with torch.no_grad():
@@ -196,15 +196,15 @@ def test_distributed_wrapper(tmp_path):
         dist.destroy_process_group()
 
 
-def test_plain_report_hook_is_left_to_report():
-    """With tools/test.py's STAReportHook present, nothing is counted twice."""
+def test_report_hook_after_the_hook_reports_the_pruned_model():
     model = build('vit')
     pruner, plain = STAPruningHook(drop_number=4), STAReportHook()
     runner = fake_runner(model, model_cfg('vit'), [pruner, plain])
     pruner.before_test(runner)
     plain.before_test(runner)
-    assert pruner.report is None
+    plain.before_test_iter(runner, 0, dict(inputs=[view('vit', b=3)]))
     assert plain.report['tokens'] == [128, 96, 80, 72]
+    assert not hasattr(pruner, 'report')  # it only converts
 
     # a report hook that would run first would see the unpruned model
     model = build('vit')
@@ -212,6 +212,16 @@ def test_plain_report_hook_is_left_to_report():
     runner = fake_runner(model, model_cfg('vit'), [plain, pruner])
     with pytest.raises(ValueError, match='runs before STAPruningHook'):
         pruner.before_test(runner)
+    assert type(model.backbone) is VisionTransformer
+
+
+def test_hook_reads_no_config():
+    """A runner given the model as a module has no model.backbone config."""
+    model = build('swin')
+    hook = STAPruningHook(drop_number=16)
+    hook.before_test(SimpleNamespace(model=model, cfg=Config(), hooks=[]))
+    assert type(model.backbone) is STASwin3D
+    assert model.backbone.drop_number == 16
 
 
 def test_hook_is_registered_and_runs_before_report_hooks():
@@ -235,7 +245,7 @@ def test_other_backbone_is_a_clear_error():
             MyViT(**{
                 k: v
                 for k, v in VIT.items() if k != 'type'
-            }), 4, VIT)
+            }), 4)
 
 
 @pytest.mark.parametrize('case, strategy', [('vit', 'random'),
@@ -243,23 +253,20 @@ def test_other_backbone_is_a_clear_error():
                                             ('swin', 'random'),
                                             ('swin', 'semantic')])
 def test_hook_strategy_equals_sta_backbone(case, strategy):
-    """The hook's strategy and seed reach the backbone; a second hook with
-    another strategy switches it, and its seed restarts the draws."""
+    """The hook's strategy and seed reach the backbone; a second
+    conversion with another strategy switches it."""
     r = CASES[case]['r']
     stock = build(case)
     sta_type = 'STAViT' if case == 'vit' else 'STASwin3D'
     reference = build(
         case, type=sta_type, drop_number=r, strategy=strategy, seed=2)
-    shape = (1, 3, CASES[case]['frames'], 64, 64)
-    hook = STAPruningHook(
-        drop_number=r, strategy=strategy, seed=2, shape=shape)
+    hook = STAPruningHook(drop_number=r, strategy=strategy, seed=2)
     hook.before_test(fake_runner(stock, model_cfg(case), [hook]))
     assert (stock.backbone.strategy, stock.backbone.seed) == (strategy, 2)
     x = view(case)
     with torch.no_grad():
         assert torch.equal(stock.backbone(x), reference.backbone(x))
-        convert_backbone(stock.backbone, r, model_cfg(case)['backbone'],
-                         'sta')
+        convert_backbone(stock.backbone, r, 'sta')
         assert stock.backbone.strategy == 'sta'
         sta = build(case, type=sta_type, drop_number=r)
         assert torch.equal(stock.backbone(x), sta.backbone(x))
@@ -291,17 +298,86 @@ def test_sta_checks_apply_and_leave_the_model_alone():
         hook.before_test(fake_runner(model, model_cfg('vit'), [hook]))
     assert type(model.backbone) is VisionTransformer
 
+    feat_map = build('vit', return_feat_map=True).backbone
     with pytest.raises(ValueError, match='return_feat_map'):
-        convert_backbone(
-            build('vit', return_feat_map=True).backbone, 4,
-            dict(VIT, return_feat_map=True))
+        convert_backbone(feat_map, 4)
+    assert type(feat_map) is VisionTransformer
 
 
-def test_config_must_describe_the_model():
+@pytest.mark.parametrize('case', ['vit', 'swin'])
+def test_convert_builds_nothing_and_draws_nothing(case):
+    """No config, no probe: the global RNG is untouched, and the result is
+    the STA backbone built with the same settings and weights."""
+    r = CASES[case]['r']
+    stock = build(case)
+    sta_type = 'STAViT' if case == 'vit' else 'STASwin3D'
+    reference = build(case, type=sta_type, drop_number=r, strategy='random',
+                      seed=3)
+    reference.load_state_dict(stock.state_dict(), strict=True)
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    convert_backbone(stock.backbone, r, 'random', 3)
+    assert torch.equal(torch.get_rng_state(), state)
+    x = view(case)
+    with torch.no_grad():
+        assert torch.equal(stock.backbone(x), reference.backbone(x))
+
+
+@pytest.mark.slow
+def test_convert_vit_large_is_instant():
+    """Converting swaps a class and sets a few attributes: no ViT-L build."""
+    import time
+    torch.manual_seed(0)
+    big = VisionTransformer(embed_dims=1024, depth=24, num_heads=16)
+    start = time.perf_counter()
+    convert_backbone(big, 64)
+    assert time.perf_counter() - start < 1.0
+    assert type(big) is STAViT and big.token_counts()[-1] == 1568 - 14 * 64
+
+
+@pytest.mark.parametrize('call, match', [
+    (lambda bb: convert_backbone(bb, 4, prop_atn=False),
+     r'convert_backbone \(to STAViT\) got an unknown setting '
+     'prop_atn=False; did you mean prop_attn\\?'),
+    (lambda bb: convert_backbone(bb, 4, drop_numbr=4),
+     'unknown setting drop_numbr=4; did you mean drop_number'),
+])
+def test_convert_names_unknown_settings(call, match):
     model = build('vit')
-    with pytest.raises(ValueError, match='does not describe'):
-        convert_backbone(model.backbone, 4, dict(VIT, embed_dims=96))
+    with pytest.raises(ValueError, match=match):
+        call(model.backbone)
     assert type(model.backbone) is VisionTransformer
+
+
+def test_convert_setting_of_the_other_backbone():
+    model = build('swin')
+    with pytest.raises(ValueError, match='STASwin3D.*prop_attn=False'):
+        convert_backbone(model.backbone, 16, prop_attn=False)
+    assert type(model.backbone) is not STASwin3D
+    model = build('vit')
+    convert_backbone(model.backbone, 4, 'tome', prop_attn=False)
+    assert model.backbone.prop_attn is False
+
+
+@pytest.mark.parametrize('cfg, match', [
+    (dict(drop_numbr=48), 'STAPruningHook got an unknown argument '
+     'drop_numbr=48; did you mean drop_number\\?'),
+    (dict(drop_number=48, strategie='random'), 'did you mean strategy'),
+    (dict(), 'STAPruningHook needs drop_number'),
+])
+def test_hook_names_unknown_arguments(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        HOOKS.build(dict(type='STAPruningHook', **cfg))
+
+
+def test_hook_passes_settings_on():
+    model = build('vit')
+    hook = HOOKS.build(
+        dict(type='STAPruningHook', drop_number=4, strategy='tome',
+             prop_attn=False))
+    hook.before_test(fake_runner(model, model_cfg('vit'), [hook]))
+    assert (model.backbone.strategy, model.backbone.prop_attn) == ('tome',
+                                                                   False)
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +505,6 @@ def test_stock_config_with_hook_equals_sta_config(case, clips, tmp_path):
     want, want_scores, _ = run_test_py(sta, ckpt, tmp_path / 'sta',
                                        tmp_path / 'sta.pkl')
     assert f'-> {sta_type} with drop_number={r}' in log
-    assert 'STAPruningHook (drop_number=' in log  # the end-of-test summary
     assert torch.equal(got_scores, want_scores)
     for key in ('acc/top1', 'acc/top5', 'acc/mean1', 'gflops_per_view',
                 'params_m', 'tokens'):
@@ -437,13 +512,13 @@ def test_stock_config_with_hook_equals_sta_config(case, clips, tmp_path):
     assert got['tokens'][-1] < got['tokens'][0]
 
 
-def test_convert_keeps_the_config_strategy():
-    """Without a strategy of its own, conversion keeps the config's."""
+def test_convert_keeps_the_backbone_strategy():
+    """Without a strategy of its own, conversion keeps the backbone's."""
     cfg = model_cfg('vit', type='STAViT', drop_number=0, strategy='random',
                     seed=1)
     model = MODELS.build(cfg).eval()
-    convert_backbone(model.backbone, 4, cfg['backbone'])
+    convert_backbone(model.backbone, 4)
     assert (model.backbone.strategy, model.backbone.seed) == ('random', 1)
-    hook = STAPruningHook(drop_number=4, shape=(1, 3, 16, 64, 64))
+    hook = STAPruningHook(drop_number=4)
     hook.before_test(fake_runner(model, cfg, [hook]))
     assert (model.backbone.strategy, model.backbone.seed) == ('random', 1)

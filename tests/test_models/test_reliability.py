@@ -60,9 +60,9 @@ def assert_names(msg, *parts):
                            'largest allowed drop_number is 8')),
     (dict(drop_number=2, num_frames=12),
      ('num_frames / tubelet_size = 6', 'multiple of 4')),
-    (dict(drop_number=2, num_frames=15), ('num_frames=15',
-                                          'tubelet_size=2',
-                                          'not a multiple')),
+    # the stock model keeps 15 // 2 = 7 slices of a 15-frame clip
+    (dict(drop_number=2, num_frames=15),
+     ('num_frames / tubelet_size = 7', 'multiple of 4')),
     (dict(drop_number=2.0), ('drop_number must be an int', '2.0')),
 ])
 def test_vit_bad_settings_name_value_and_allowed(kwargs, parts):
@@ -298,3 +298,75 @@ def test_recognizer_prediction_alone_or_in_batch():
             b.pred_score, a.pred_score, atol=1e-5, rtol=1e-5)
     # the clips differ, so equal scores are not a degenerate model's
     assert not torch.allclose(batch[0].pred_score, batch[1].pred_score)
+
+
+# --- unknown arguments: named, with the closest known one --------------------
+
+
+def unknown_cases():
+    cases = [(STAViT, SMALL, 'drop_numbr', 48, 'drop_number'),
+             (STAViT, SMALL, 'embed_dim', 64, 'embed_dims'),
+             (STAViT, SMALL, 'prop_atn', False, 'prop_attn')]
+    if STASwin3D is not None:
+        cases += [(STASwin3D, SWIN_SMALL, 'drop_numbr', 16, 'drop_number'),
+                  (STASwin3D, SWIN_SMALL, 'patch_sise', (2, 4, 4),
+                   'patch_size')]
+    return cases
+
+
+@pytest.mark.parametrize('cls, cfg, key, value, close', unknown_cases())
+def test_unknown_argument_names_the_closest(cls, cfg, key, value, close):
+    """MMAction2's VisionTransformer swallows unknown keys (Swin raises a
+    TypeError); the STA classes name them."""
+    with pytest.raises(ValueError) as err:
+        cls(**cfg, **{key: value})
+    assert str(err.value) == (f'{cls.__name__} got an unknown argument '
+                              f'{key}={value!r}; did you mean {close}?')
+    raised_by_our_check(err)
+
+
+def test_unknown_argument_from_cfg_options():
+    """``--cfg-options model.backbone.drop_numbr=48`` no longer runs at the
+    config's r."""
+    from mmengine.config import Config
+    cfg = Config(
+        dict(
+            model=dict(
+                type='Recognizer3D',
+                backbone=dict(type='STAViT', **SMALL, drop_number=4),
+                cls_head=dict(
+                    type='TimeSformerHead', num_classes=5, in_channels=48))))
+    cfg.merge_from_dict({'model.backbone.drop_numbr': 48})
+    with pytest.raises(ValueError) as err:
+        MODELS.build(cfg.model)
+    assert_names(
+        str(err.value), 'STAViT got an unknown argument drop_numbr=48; did '
+        'you mean drop_number?')
+
+
+def test_unknown_argument_without_a_close_one_lists_them():
+    with pytest.raises(ValueError) as err:
+        STAViT(**SMALL, qqqqqq=1)
+    assert_names(
+        str(err.value), 'qqqqqq=1', 'the accepted ones are',
+        'drop_number', 'embed_dims', 'prop_attn', 'use_mean_pooling')
+
+
+def test_init_sta_checks_before_it_sets():
+    vit = STAViT(**SMALL, drop_number=4, strategy='random', seed=1)
+    with pytest.raises(ValueError, match='did you mean prop_attn'):
+        vit.init_sta(6, prop_atn=False)
+    with pytest.raises(ValueError, match='largest allowed drop_number'):
+        vit.init_sta(9, 'sta')
+    assert (vit.drop_number, vit.strategy, vit.seed) == (4, 'random', 1)
+
+
+@needs_swin
+def test_swin_init_sta_has_no_prop_attn():
+    swin = STASwin3D(**SWIN_SMALL)
+    with pytest.raises(ValueError) as err:
+        swin.init_sta(16, prop_attn=True)
+    assert_names(str(err.value), 'STASwin3D got an unknown setting '
+                 'prop_attn=True', 'the accepted ones are drop_number, '
+                 'seed, strategy.')
+    assert swin.drop_number == 0

@@ -196,24 +196,25 @@ def test_strategy_token_counts_and_rule(strategy):
 
 
 def test_random_strategy_seed_is_honoured():
-    def kept(seed, runs=1):
-        _, sta = build_pair(24)
-        sta.strategy, sta.seed = 'random', seed
-        with torch.no_grad():
-            outs = [sta.forward_pruned(clip())[1] for _ in range(runs)]
-        return sta, outs
-
-    _, [a] = kept(5)
-    _, [b] = kept(5)
-    _, [c] = kept(6)
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
-    assert not torch.equal(a[0], c[0])
-    sta, [first, second] = kept(5, runs=2)
-    assert not torch.equal(first[0], second[0])
-    sta.reset_generator()
+    """A clip keeps the same tokens alone, in a batch, in any order."""
+    _, sta = build_pair(24)
+    sta.init_sta(24, 'random', 5)
+    x = clip(b=4, seed=3)
+    order = [3, 1, 0, 2]
     with torch.no_grad():
-        again = sta.forward_pruned(clip())[1]
-    assert all(torch.equal(p, q) for p, q in zip(first, again))
+        batch = sta.forward_pruned(x)[1]
+        again = sta.forward_pruned(x)[1]
+        shuffled = sta.forward_pruned(x[order])[1]
+        alone = [sta.forward_pruned(x[i:i + 1])[1] for i in range(4)]
+        sta.init_sta(24, 'random', 6)
+        other = sta.forward_pruned(x)[1]
+    assert all(torch.equal(p, q) for p, q in zip(batch, again))
+    for i in range(4):
+        for p in range(3):
+            assert torch.equal(batch[p][i], alone[i][p][0])
+            assert torch.equal(batch[p][i], shuffled[p][order.index(i)])
+    assert not any(torch.equal(batch[0][i], other[0][i]) for i in range(4))
+    assert not torch.equal(batch[0][0], batch[0][1])
 
 
 def test_strategy_from_config_and_zero_drop():

@@ -6,9 +6,11 @@
 Every drop number gets its own copy of the same random weights. After
 warm-up, repetitions are interleaved across the drop numbers (r0, r1, ...,
 r0, r1, ...) so that drift of the machine (clock, thermals, other load) falls
-on all of them alike; the median of each is reported. ``--stock`` adds
-MMAction2's own backbone (same weights) as a row, to show that STA at r=0
-costs nothing. Speed-ups are against the first drop number.
+on all of them alike; the median of each is reported. A stock backbone
+pruned by an ``STAPruningHook`` in ``custom_hooks`` is timed pruned at each
+r, with the hook's strategy and seed. ``--stock`` adds MMAction2's own
+backbone (same weights) as a row, to show that STA at r=0 costs nothing.
+Speed-ups are against the first drop number.
 
 Peak memory is the largest amount the forward holds at once above what it
 started with: on CUDA from the allocator's peak counter, on CPU from the
@@ -32,17 +34,14 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
-from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
 from tabulate import tabulate
 
-from sta_mmaction.analysis import backbone_report, view_shape
+from sta_mmaction.analysis import (backbone_report, build_backbone,
+                                   drop_numbers_of, prune_to, stock_copy,
+                                   view_shape)
 from sta_mmaction.analysis.timing import (autocast, hardware_name, setup_cpu,
                                           interleaved_times, sync)
-
-#: STA backbone type -> the MMAction2 backbone it extends.
-STOCK = {'STAViT': 'VisionTransformer', 'STASwin3D': 'SwinTransformer3D'}
-
 
 def parse_args():
     parser = argparse.ArgumentParser(
@@ -117,31 +116,26 @@ def peak_memory_mb(model, clip, device, amp):
 
 
 def build_variants(cfg, drop_numbers, stock, device):
-    """(label, drop_number, model) with identical weights throughout."""
-    bb_cfg = copy.deepcopy(cfg.model.backbone)
-    kind = bb_cfg['type']
+    """(label, drop_number, model) with identical weights throughout.
+
+    The config's backbone is built once; each drop number gets a copy
+    converted in place, as its test run would be (an STA backbone, or a
+    stock one with the config's ``STAPruningHook``; see
+    :mod:`sta_mmaction.analysis.sweep`).
+    """
+    rs = drop_numbers_of(cfg, drop_numbers)
+    base = build_backbone(cfg)
     variants = []
-    state = None
-    for r in drop_numbers:
-        bb_cfg['drop_number'] = r
-        model = MODELS.build(copy.deepcopy(bb_cfg))
-        if state is None:
-            state = model.state_dict()
-        model.load_state_dict(state, strict=True)
+    for r in rs:
+        model = prune_to(copy.deepcopy(base), cfg, r)
         # stock SwinTransformer3D.train() returns None: no chaining
         model.eval()
-        variants.append((f'{kind} r={r}', r, model.to(device)))
+        variants.append((f'{type(model).__name__} r={r}', r, model.to(device)))
     if stock:
-        if kind not in STOCK:
-            raise ValueError(f'--stock needs an STA backbone ({sorted(STOCK)})'
-                             f', but the config has {kind}.')
-        stock_cfg = copy.deepcopy(bb_cfg)
-        stock_cfg.pop('drop_number')
-        stock_cfg['type'] = STOCK[kind]
-        model = MODELS.build(stock_cfg)
-        model.load_state_dict(state, strict=True)
+        model = stock_copy(base)
         model.eval()
-        variants.append((f'{STOCK[kind]} (stock)', 0, model.to(device)))
+        variants.append(
+            (f'{type(model).__name__} (stock)', 0, model.to(device)))
     return variants
 
 

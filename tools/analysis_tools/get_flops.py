@@ -4,8 +4,10 @@
         --drop-numbers 0 32 48 64
 
 fvcore traces the backbone on one view (1 x C x T x H x W, taken from the
-test pipeline), STA's own matmuls included. One multiply-add counts as one
-FLOP, as in the papers.
+test pipeline or ``--shape``), STA's own matmuls included. One multiply-add
+counts as one FLOP, as in the papers. A stock backbone pruned by an
+``STAPruningHook`` in ``custom_hooks`` is measured pruned at each r, with the
+hook's strategy and seed (see :mod:`sta_mmaction.analysis.sweep`).
 """
 import argparse
 import json
@@ -20,12 +22,10 @@ except ImportError:
     import sta_mmaction  # noqa: F401
 
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
 from tabulate import tabulate
 
-from sta_mmaction.analysis import backbone_report, view_shape
+from sta_mmaction.analysis import flops_sweep, view_shape
 
 
 def parse_args():
@@ -52,35 +52,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def sweep(cfg, drop_numbers, shape):
-    """One :func:`backbone_report` per drop number, with change vs the first.
-
-    Returns:
-        list[dict]: rows with ``drop_number``, ``gflops``, ``change``
-        (relative to the first row), ``tokens`` and ``params_m``.
-    """
-    rows = []
-    for r in drop_numbers:
-        bb = cfg.model.backbone.copy()
-        if r is not None:
-            bb['drop_number'] = r
-        backbone = MODELS.build(bb)
-        rep = backbone_report(backbone, shape)
-        rows.append(
-            dict(
-                drop_number=getattr(backbone, 'drop_number', r),
-                gflops=rep['gflops'],
-                tokens=rep['tokens'],
-                params_m=rep['params_m']))
-        print_log(
-            f'r={rows[-1]["drop_number"]}: {rep["gflops"]:.2f} GFLOPs',
-            logger='current')
-    base = rows[0]['gflops']
-    for row in rows:
-        row['change'] = row['gflops'] / base - 1
-    return rows
-
-
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=True)
@@ -88,13 +59,12 @@ def main():
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     shape = tuple(args.shape) if args.shape else view_shape(cfg)
-    drops = args.drop_numbers or [None]
-    rows = sweep(cfg, drops, shape)
+    rows = flops_sweep(cfg, args.drop_numbers, shape)
     table = [[
         row['drop_number'], f'{row["gflops"]:.2f}', f'{row["change"]:+.1%}',
         ' -> '.join(map(str, row['tokens'])) or 'n/a', f'{row["params_m"]:.2f}'
     ] for row in rows]
-    print(f'{cfg.model.backbone.type} on one view {shape}, fvcore '
+    print(f'{rows[-1]["backbone"]} on one view {shape}, fvcore '
           '(1 multiply-add = 1 FLOP):')
     print(
         tabulate(
