@@ -1,3 +1,3 @@
-_base_ = ['./_base_/sta_swin_ssv2.py']
+_base_ = ['./_base_/sta_swinb_ssv2.py']
 
 model = dict(backbone=dict(drop_number=0))

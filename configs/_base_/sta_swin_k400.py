@@ -1,7 +1,8 @@
 # Kinetics-400 test protocol of Video Swin (32 frames at interval 2,
 # 4 clips x 3 crops, short side 224, averaged probabilities), from
 # MMAction2's own Swin-T config, with the backbone swapped for STASwin3D.
-# The arch (T/S/B), the checkpoint and drop_number are set per config.
+# The arch and the checkpoint are set by sta_swin{t,s,b}_k400.py,
+# drop_number by each leaf config.
 _base_ = [
     'mmaction::recognition/swin/'
     'swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb.py'
@@ -9,8 +10,8 @@ _base_ = [
 custom_imports = dict(imports=['sta_mmaction'], allow_failed_imports=False)
 default_scope = 'mmaction'
 
-# Test only: no ImageNet inflation at build time (the checkpoint in
-# load_from holds the whole recognizer).
+# Test only: no ImageNet inflation at build time (the checkpoint, from
+# load_from or the command line, holds the whole recognizer).
 model = dict(
     backbone=dict(
         type='STASwin3D',

@@ -1,15 +1,16 @@
-# Something-Something V2 test protocol of Video Swin-B: 32 frames sampled
-# uniformly, 1 clip x 3 crops, short side 224, window (16, 7, 7),
-# 174 classes.
-_base_ = ['./sta_swin_k400.py']
+# Something-Something V2 test protocol of Video Swin: 32 frames sampled
+# uniformly, 1 clip x 3 crops, short side 224, window (16, 7, 7), on the
+# data of ./ssv2_test.py (174 classes). The arch and the checkpoint are set
+# by sta_swinb_ssv2.py.
+_base_ = ['./sta_swin_k400.py', './ssv2_test.py']
 
 model = dict(
-    backbone=dict(arch='base', window_size=(16, 7, 7)),
-    cls_head=dict(in_channels=1024, num_classes=174))
+    backbone=dict(window_size=(16, 7, 7)),
+    cls_head=dict(num_classes=_base_.ssv2_test.num_classes))
 
-dataset_type = 'VideoDataset'
-data_root_val = 'data/sthv2/videos'
-ann_file_test = 'data/sthv2/sthv2_val_list_videos.txt'
+dataset_type = _base_.ssv2_test.dataset_type
+data_root_val = _base_.ssv2_test.data_root_val
+ann_file_test = _base_.ssv2_test.ann_file_test
 
 test_pipeline = [
     dict(type='DecordInit'),
@@ -21,12 +22,4 @@ test_pipeline = [
     dict(type='PackActionInputs')
 ]
 test_dataloader = dict(
-    dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_test,
-        data_prefix=dict(video=data_root_val),
-        pipeline=test_pipeline))
-
-# There is no public MMAction2 checkpoint of Video Swin on SSV2: pass one
-# on the command line (python tools/test.py CONFIG CHECKPOINT).
-load_from = None
+    dataset=dict(_base_.ssv2_test.dataset, pipeline=test_pipeline))

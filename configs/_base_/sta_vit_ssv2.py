@@ -1,12 +1,13 @@
 # Something-Something V2 test protocol of VideoMAE: 16 frames sampled
-# uniformly, 2 clips x 3 crops, short side 224, 174 classes.
-_base_ = ['./sta_vit_k400.py']
+# uniformly, 2 clips x 3 crops, short side 224, on the data of
+# ./ssv2_test.py (174 classes).
+_base_ = ['./sta_vit_k400.py', './ssv2_test.py']
 
-model = dict(cls_head=dict(num_classes=174))
+model = dict(cls_head=dict(num_classes=_base_.ssv2_test.num_classes))
 
-dataset_type = 'VideoDataset'
-data_root_val = 'data/sthv2/videos'
-ann_file_test = 'data/sthv2/sthv2_val_list_videos.txt'
+dataset_type = _base_.ssv2_test.dataset_type
+data_root_val = _base_.ssv2_test.data_root_val
+ann_file_test = _base_.ssv2_test.ann_file_test
 
 test_pipeline = [
     dict(type='DecordInit'),
@@ -18,8 +19,4 @@ test_pipeline = [
     dict(type='PackActionInputs')
 ]
 test_dataloader = dict(
-    dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_test,
-        data_prefix=dict(video=data_root_val),
-        pipeline=test_pipeline))
+    dataset=dict(_base_.ssv2_test.dataset, pipeline=test_pipeline))
