@@ -16,7 +16,6 @@ converted file loads strictly into every ``r`` of that row. ``tools/test.py``
 also takes the original file directly and converts it in memory.
 """
 import argparse
-import hashlib
 import os
 import os.path as osp
 import sys
@@ -34,9 +33,10 @@ from mmengine.logging import print_log
 
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
-from sta_mmaction.utils import (UnsafeCheckpointError,
+from sta_mmaction.utils import (UnsafeCheckpointError, check_state_dict,
                                 convert_videomae_state_dict,
                                 describe_videomae_state, load_checkpoint_file)
+from sta_mmaction.utils.checkpoint import file_sha256
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
@@ -79,14 +79,6 @@ def default_config(info):
     return osp.join(CONFIG_DIR, f'sta_vit{size}_{data}_r0.py')
 
 
-def sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules(init_default_scope=True)
@@ -100,12 +92,15 @@ def main(argv=None):
     model = MODELS.build(cfg.model)
 
     state_dict = convert_videomae_state_dict(checkpoint, model)
+    # the checks of tools/test.py too (dtypes, NaN/Inf), so the written file
+    # is one that the test run accepts
+    check_state_dict(model, state_dict, args.src)
     model.load_state_dict(state_dict, strict=True)
 
     meta = dict(
         videomae_conversion=dict(
             source=osp.abspath(args.src),
-            source_sha256=sha256(args.src),
+            source_sha256=file_sha256(args.src),
             config=osp.abspath(config),
             **info),
         sta_mmaction_version=str(sta_mmaction.__version__),

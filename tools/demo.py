@@ -17,6 +17,7 @@ on two busy CPU cores; ``--full-protocol`` uses the config's own (5 clips x
 """
 import argparse
 import json
+import logging
 import os.path as osp
 import sys
 import time
@@ -163,7 +164,7 @@ def main(argv=None):
             f'weights (saved to {checkpoint}). Accuracy numbers are '
             'meaningless; GFLOPs, tokens and speed-up are not.\n' + '=' * 70,
             logger='current',
-            level=30)
+            level=logging.WARNING)
 
     rows, models, cfgs = [], {}, {}
     for r in (0, args.drop_number):

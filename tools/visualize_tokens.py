@@ -13,6 +13,7 @@ weights are random (the config's ``load_from`` is not used unless given as
 the checkpoint), which the title says.
 """
 import argparse
+import logging
 import os.path as osp
 import sys
 
@@ -74,17 +75,19 @@ def pruning_hook(cfg):
 def build_pruned_model(cfg, checkpoint=None, drop_number=None, seed=0):
     """The config's recognizer, weights loaded, its backbone STA-pruned.
 
-    The settings come from ``drop_number``, else the config's
-    ``STAPruningHook``, else the backbone; ``strategy`` and ``seed`` from
-    the hook, else the backbone config.
+    ``r`` comes from ``drop_number``, else the config's
+    ``STAPruningHook``, else the backbone; ``strategy``, ``seed`` and the
+    other STA settings from the hook, else the backbone's own.
     """
     model = build_recognizer(cfg, checkpoint, seed)
-    hook = pruning_hook(cfg)
-    r = drop_number if drop_number is not None else hook.get('drop_number')
+    settings = {k: v for k, v in pruning_hook(cfg).items() if k != 'type'}
+    hook_r = settings.pop('drop_number', None)
+    strategy, hook_seed = settings.pop('strategy', None), settings.pop(
+        'seed', None)
+    r = drop_number if drop_number is not None else hook_r
     if r is None:
         r = getattr(model.backbone, 'drop_number', 0)
-    convert_backbone(model.backbone, r, cfg.model.backbone,
-                     hook.get('strategy'), hook.get('seed'))
+    convert_backbone(model.backbone, r, strategy, hook_seed, **settings)
     return model.eval()
 
 
@@ -103,7 +106,7 @@ def main(argv=None):
             'No checkpoint given: the model has random weights, so the '
             'picture shows what STA keeps for an untrained network.',
             logger='current',
-            level=30)
+            level=logging.WARNING)
     stem = (f'{osp.splitext(osp.basename(args.video))[0]}_'
             f'{osp.splitext(osp.basename(args.config))[0]}')
     out = args.out or osp.join('work_dirs', 'vis', f'{stem}.png')

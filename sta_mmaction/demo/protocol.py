@@ -32,7 +32,9 @@ def build_recognizer(cfg: Config,
 
     Random weights are MMAction2's own initialisation (``init_weights``)
     under ``seed``; a backbone that would download ImageNet weights for it
-    (``pretrained`` set) keeps PyTorch's default initialisation instead.
+    (``pretrained`` set) keeps PyTorch's default initialisation instead. A
+    checkpoint is loaded and checked as ``tools/test.py`` does, and may lack
+    keys only when the config sets ``allow_partial_load = True``.
 
     Args:
         cfg (Config): Config with ``model``.
@@ -42,7 +44,8 @@ def build_recognizer(cfg: Config,
     torch.manual_seed(seed)
     model = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint:
-        load_recognizer_weights(model, checkpoint)
+        load_recognizer_weights(model, checkpoint,
+                                cfg.get('allow_partial_load', False))
     elif not getattr(model.backbone, 'pretrained', None):
         # init_weights logs one INFO record per tensor; keep them out.
         logger = MMLogger.get_current_instance()

@@ -1,87 +1,59 @@
 """CheckpointKeysHook: a checkpoint must fill the model it is loaded into."""
-from typing import Dict, List
+import logging
+from typing import Dict
 
 from mmaction.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from ..utils.checkpoint import pop_last_loaded
+from ..utils.checkpoint_io import prepare_checkpoint
 from .hooks import unwrap
+from .provenance import PREFIX
 
 
 @HOOKS.register_module()
 class CheckpointKeysHook(Hook):
-    """Fail loudly when a checkpoint does not fit the model's backbone.
+    """Stop the run when a checkpoint does not fill the model exactly.
 
     MMAction2's ``tools/test.py`` loads with ``strict=False``, so a checkpoint
     of the wrong model silently leaves random weights behind. This hook runs
-    on the loaded checkpoint before it is copied into the model: it logs
-    every missing or unexpected backbone key and raises if any backbone
-    weight is missing.
+    on the loaded checkpoint before mmengine copies it into the model
+    (``after_load_checkpoint``), so before any video is decoded: an original
+    VideoMAE file is converted in place, and
+    :func:`~sta_mmaction.utils.checkpoint_io.check_state_dict` refuses
+    missing, unexpected, misshapen, non-tensor, wrongly typed and non-finite
+    weights. A top-level ``allow_partial_load = True`` in the config
+    (``tools/test.py --allow-partial-load``) lets keys be missing, for
+    feature extraction from a backbone-only file.
 
-    Args:
-        prefix (str): Prefix of the backbone's keys in the recognizer.
-            Defaults to ``'backbone.'``.
+    It records, in the message hub's runtime info, ``sta_provenance/``
+    ``checkpoint`` (as given), ``checkpoint_file`` (the local file read; for a
+    URL the cached download), ``checkpoint_sha256`` (its first 12 hex
+    digits) and, with ``allow_partial_load``, ``partial_load`` and
+    ``random_init_keys``.
     """
 
     priority = 'LOW'
 
-    def __init__(self, prefix: str = 'backbone.') -> None:
-        self.prefix = prefix
-
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
-        # An original VideoMAE release file (SSV2 ViTs, ViT-H) is converted
-        # in place: mmengine copies ``checkpoint['state_dict']`` (else the
-        # dict itself) into the model after this hook, so the dict is emptied
-        # and refilled with the converted state dict.
-        from ..utils import (convert_videomae_state_dict,
-                             describe_videomae_state, is_original_videomae)
-        if is_original_videomae(checkpoint):
-            info = describe_videomae_state(checkpoint)
-            converted = convert_videomae_state_dict(checkpoint,
-                                                    unwrap(runner.model))
-            checkpoint.clear()
-            checkpoint['state_dict'] = converted
-            checkpoint['meta'] = dict(videomae_conversion=info)
-            where = (f'under {info["wrapper"]!r}'
-                     if info['wrapper'] else 'at the top level')
-            pos = tuple(converted[self.prefix + 'pos_embed'].shape) \
-                if self.prefix + 'pos_embed' in converted else None
+        record = pop_last_loaded()
+        source = runner.cfg.get('load_from') or (record.source
+                                                 if record else None)
+        partial = bool(runner.cfg.get('allow_partial_load', False))
+        missing = prepare_checkpoint(
+            unwrap(runner.model), checkpoint, source, partial)
+        if record is None:
             print_log(
-                'Converted an original VideoMAE checkpoint in memory '
-                f'({runner.cfg.get("load_from")}): {info["tensors"]} tensors '
-                f'{where}, ViT embed_dims={info["embed_dims"]} x '
-                f'{info["depth"]} blocks, {info["num_classes"]} classes, '
-                f'layer scale {"yes" if info["layer_scale"] else "no"}; '
-                + ('position table copied from the file.'
-                   if info['learnable_pos_embed'] else
-                   f'pos_embed {pos} filled with MMAction2\'s sine-cosine '
-                   'table.'),
-                logger='current')
-        state = checkpoint.get('state_dict', checkpoint)
-        have = {k[len('module.'):] if k.startswith('module.') else k
-                for k in state}
-        want = {
-            k
-            for k in unwrap(runner.model).state_dict()
-            if k.startswith(self.prefix)
-        }
-        got = {k for k in have if k.startswith(self.prefix)}
-        missing = sorted(want - got)
-        unexpected = sorted(got - want)
-        if unexpected:
-            print_log(
-                f'The checkpoint has {len(unexpected)} backbone keys the '
-                f'model does not: {_short(unexpected)}',
+                f'The checkpoint {source} was not read by sta_mmaction\'s '
+                'loaders, so its local file and SHA-256 are not recorded.',
                 logger='current',
-                level=30)
-        if missing:
-            raise ValueError(
-                f'The checkpoint lacks {len(missing)} of the model\'s '
-                f'{len(want)} backbone weights: {_short(missing)}. It does '
-                'not fit this config; evaluating would use random weights.')
-
-
-
-def _short(keys: List[str], n: int = 8) -> str:
-    more = f' ... (+{len(keys) - n} more)' if len(keys) > n else ''
-    return ', '.join(keys[:n]) + more
+                level=logging.WARNING)
+        info = dict(
+            checkpoint=source,
+            checkpoint_file=record.local_file if record else None,
+            checkpoint_sha256=record.sha256[:12] if record else None)
+        if partial:
+            info.update(partial_load=True, random_init_keys=missing)
+        for key, value in info.items():
+            runner.message_hub.update_info(PREFIX + key, value)

@@ -1,16 +1,21 @@
 """Install-time fixes for the pinned OpenMMLab stack, and checkpoint I/O."""
-from .checkpoint import (UNSAFE_ENV, UnsafeCheckpointError,
-                         install_safe_loaders, load_checkpoint_file,
-                         register_safe_globals, set_unsafe_full_unpickle)
+from .checkpoint import (UNSAFE_ENV, CheckpointError, UnsafeCheckpointError,
+                         cached_path, install_safe_loaders,
+                         load_checkpoint_bytes, load_checkpoint_file,
+                         pop_last_loaded, register_safe_globals,
+                         set_unsafe_full_unpickle, validate_checkpoint)
+from .checkpoint_io import (check_state_dict, load_recognizer_weights,
+                            prepare_checkpoint)
 from .mmaction_compat import patch_missing_drn
 from .videomae_convert import (convert_videomae_state_dict,
                                describe_videomae_state, find_videomae_state,
                                is_original_videomae)
 
 __all__ = [
-    'UNSAFE_ENV', 'UnsafeCheckpointError', 'install_safe_loaders',
-    'load_checkpoint_file', 'register_safe_globals',
-    'set_unsafe_full_unpickle', 'patch_missing_drn',
-    'convert_videomae_state_dict', 'describe_videomae_state',
-    'find_videomae_state', 'is_original_videomae'
+    'UNSAFE_ENV', 'CheckpointError', 'UnsafeCheckpointError', 'cached_path',
+    'install_safe_loaders', 'load_checkpoint_bytes', 'load_checkpoint_file',
+    'pop_last_loaded', 'register_safe_globals', 'set_unsafe_full_unpickle',
+    'validate_checkpoint', 'check_state_dict', 'load_recognizer_weights',
+    'prepare_checkpoint', 'patch_missing_drn', 'convert_videomae_state_dict',
+    'describe_videomae_state', 'find_videomae_state', 'is_original_videomae'
 ]

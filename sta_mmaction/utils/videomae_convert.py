@@ -40,6 +40,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from .checkpoint import CheckpointError
+from .checkpoint import short_keys as _short
+
 #: Where original files keep their state dict, in the order they are tried
 #: (VideoMAE's own loader tries ``model`` then ``module``).
 WRAPPER_KEYS = ('model', 'module', 'state_dict')
@@ -123,7 +126,7 @@ def describe_videomae_state(checkpoint: Any) -> Dict[str, Any]:
         ``layer_scale`` (gamma_1/gamma_2 present) and ``learnable_pos_embed``.
 
     Raises:
-        ValueError: The file is not in the original layout.
+        CheckpointError: The file is not in the original layout.
     """
     state, wrapper = _require_state(checkpoint)
     head = state.get('head.weight')
@@ -151,7 +154,7 @@ def _require_state(checkpoint: Any) -> Tuple[Dict[str, Any], Optional[str]]:
     if state is not None:
         return state, wrapper
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(
+        raise CheckpointError(
             'Not an original VideoMAE checkpoint: expected a dict holding '
             f'{_MARKER!r}, got a {type(checkpoint).__name__}.')
     keys = [str(k) for k in checkpoint]
@@ -165,7 +168,7 @@ def _require_state(checkpoint: Any) -> Tuple[Dict[str, Any], Optional[str]]:
     elif any(k.startswith(_B) for k in _nested(checkpoint)):
         hint = (' It looks like an MMAction2 checkpoint already: load it '
                 'directly, without conversion.')
-    raise ValueError(
+    raise CheckpointError(
         f'Not an original VideoMAE checkpoint: no {_MARKER!r} at the top '
         f'level or under {", ".join(map(repr, WRAPPER_KEYS))}; its top-level '
         f'keys are {_short(keys)}.{hint}')
@@ -186,11 +189,6 @@ def map_videomae_key(key: str) -> Optional[str]:
         if pattern.match(key):
             return pattern.sub(template, key)
     return None
-
-
-def _short(items: List[str], n: int = 8, sep: str = ', ') -> str:
-    more = f' ... (+{len(items) - n} more)' if len(items) > n else ''
-    return sep.join(items[:n]) + more
 
 
 def _shape(value: Any) -> str:
@@ -220,8 +218,8 @@ def convert_videomae_state_dict(checkpoint: Any,
         file's dtype (``load_state_dict`` casts them).
 
     Raises:
-        ValueError: The file is not in the original layout, or it does not
-            fit ``target``: the message lists the missing, unexpected and
+        CheckpointError: The file is not in the original layout, or it does
+            not fit ``target``: the message lists the missing, unexpected and
             wrongly shaped keys, and names both class counts when only the
             classifier differs.
     """
@@ -248,7 +246,7 @@ def convert_videomae_state_dict(checkpoint: Any,
             getattr(getattr(model, 'backbone', None), 'pos_embed', None),
             nn.Parameter)
         if learnable:
-            raise ValueError(
+            raise CheckpointError(
                 'The model learns its position embeddings '
                 '(use_learnable_pos_emb=True) but the file stores none: the '
                 'checkpoint was fine-tuned with the fixed sine-cosine table. '
@@ -265,7 +263,7 @@ def convert_videomae_state_dict(checkpoint: Any,
                                or converted[k].shape != want[k].shape)
     ]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise CheckpointError(
             _mismatch_message(state, converted, want, missing, unexpected,
                               wrong))
     return OrderedDict((k, converted[k]) for k in want)

@@ -2,15 +2,21 @@
 
 Checkpoints that mmengine writes load by default, through mmengine's own
 loader and through ``tools/test.py``; a pickle whose ``__reduce__`` writes a
-file is refused (the file stays unwritten) unless the user opts in; and
-``tools/test.py`` is loud about backbone keys that do not fit.
+file is refused (the file stays unwritten) on every route mmengine knows,
+even with ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, unless the user opts in;
+damaged or foreign files are one clear ``CheckpointError``; downloads are
+cached per URL and fail with what to do; and ``tools/test.py`` stops on
+checkpoint keys that do not fit.
 """
 import os
 import os.path as osp
 import pathlib
 import pickle
+import socket
 import subprocess
 import sys
+from http.client import IncompleteRead
+from urllib.error import HTTPError, URLError
 
 import numpy as np
 import pytest
@@ -18,9 +24,12 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 
-from sta_mmaction.utils import (UNSAFE_ENV, UnsafeCheckpointError,
-                                load_checkpoint_file, set_unsafe_full_unpickle)
-from sta_mmaction.utils.checkpoint import _history_buffer_getattr
+from sta_mmaction.utils import (UNSAFE_ENV, CheckpointError,
+                                UnsafeCheckpointError, cached_path,
+                                load_checkpoint_file, pop_last_loaded,
+                                set_unsafe_full_unpickle)
+from sta_mmaction.utils.checkpoint import (_history_buffer_getattr,
+                                           file_sha256)
 from sta_mmaction.utils.mmaction_compat import drn_is_missing
 from ..conftest import ROOT, save_mmengine_checkpoint
 from ..test_tools.test_dist_test import (make_video_set, run_test_py,
@@ -229,21 +238,276 @@ def test_getattr_chain_in_a_file_is_refused(tmp_path, obj, name):
         _load_checkpoint(str(path))
 
 
-def test_mmcls_scheme_is_safe_too(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import get_mmcls_models
-    monkeypatch.delenv(UNSAFE_ENV, raising=False)
+# --- every route is weights-only --------------------------------------
+
+
+class FakeBackend:
+    """mmengine's petrel backend as far as the loader uses it."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def get(self, uri):
+        return self.files[uri]
+
+
+def fake_download(files, calls=None):
+    """``torch.hub.download_url_to_file`` serving ``files`` (url -> bytes)."""
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        if calls is not None:
+            calls.append(url)
+        with open(dst, 'wb') as f:
+            f.write(files[url])
+
+    return download
+
+
+def load_route(route, evil, tmp_path, monkeypatch):
+    """Load the file ``evil`` the way ``route`` does, with nothing online."""
+    import sys
+    import types
+
+    from mmengine.runner import checkpoint as mm_checkpoint
+    data = pathlib.Path(evil).read_bytes()
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    url = get_mmcls_models()['vgg11']
-    cache = pathlib.Path(torch.hub.get_dir()) / 'checkpoints'
-    cache.mkdir(parents=True)
+    url = 'https://download.example.org/evil_20220101-abcdef12.pth'
+    monkeypatch.setattr(torch.hub, 'download_url_to_file',
+                        fake_download({url: data}))
+    if route == 'local':
+        return _load_checkpoint(evil)
+    if route == 'http':
+        return _load_checkpoint(url)
+    if route in ('s3', 'petrel', 'cluster:s3'):
+        uri = f'{route}://bucket/evil.pth'
+        monkeypatch.setattr('mmengine.fileio.get_file_backend',
+                            lambda *a, **k: FakeBackend({uri: data}))
+        return _load_checkpoint(uri)
+    if route == 'pavi':
+
+        class Model:
+            name = 'evil.pth'
+
+            def download(self, dst):
+                pathlib.Path(dst).write_bytes(data)
+
+        pavi = types.ModuleType('pavi')
+        pavi.modelcloud = types.SimpleNamespace(get=lambda path: Model())
+        monkeypatch.setitem(sys.modules, 'pavi', pavi)
+        return _load_checkpoint('pavi://project/evil')
+    if route in ('open-mmlab', 'open-mmlab-url', 'openmmlab'):
+        home = tmp_path / 'mmengine_home'
+        home.mkdir(exist_ok=True)
+        (home / 'evil.pth').write_bytes(data)
+        monkeypatch.setattr(mm_checkpoint, '_get_mmengine_home',
+                            lambda: str(home))
+        monkeypatch.setattr(
+            mm_checkpoint, 'get_external_models',
+            lambda: dict(evil='evil.pth', evil_url=url))
+        name = 'evil_url' if route == 'open-mmlab-url' else 'evil'
+        return _load_checkpoint(f'{route.replace("-url", "")}://{name}')
+    if route == 'torchvision':
+        monkeypatch.setattr(mm_checkpoint, 'get_torchvision_models',
+                            lambda: dict(evil=url))
+        return _load_checkpoint('torchvision://evil')
+    assert route == 'mmcls'
+    monkeypatch.setattr(mm_checkpoint, 'get_mmcls_models',
+                        lambda: dict(evil=url))
+    return _load_checkpoint('mmcls://evil')
+
+
+ROUTES = [
+    'local', 'http', 's3', 'petrel', 'cluster:s3', 'pavi', 'open-mmlab',
+    'open-mmlab-url', 'openmmlab', 'torchvision', 'mmcls'
+]
+
+
+@pytest.mark.parametrize('force_no_weights_only', [False, True],
+                         ids=['default', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'])
+@pytest.mark.parametrize('route', ROUTES)
+def test_every_route_refuses_a_payload(route, force_no_weights_only,
+                                       tmp_path, monkeypatch):
+    monkeypatch.delenv(UNSAFE_ENV, raising=False)
     marker = tmp_path / 'PWNED'
-    # already "downloaded": no network is touched
-    malicious(cache / osp.basename(url), marker)
-    try:
-        _load_checkpoint('mmcls://vgg11')
-    except UnsafeCheckpointError:
-        pass
+    evil = malicious(tmp_path / 'evil.pth', marker)
+    if force_no_weights_only:
+        monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(UnsafeCheckpointError):
+        load_route(route, evil, tmp_path, monkeypatch)
     assert not marker.exists()
+
+
+def test_the_torch_override_would_run_the_payload(tmp_path, monkeypatch):
+    """So the test above can fail: the variable does unpickle fully where
+    ``weights_only`` is not passed (mmengine's own loaders)."""
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'PWNED'
+    with pytest.warns(UserWarning, match='TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'):
+        torch.load(malicious(tmp_path / 'evil.pth', marker))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_every_route_loads_a_good_checkpoint_and_records_it(
+        route, tmp_path, monkeypatch):
+    good = save_mmengine_checkpoint(tiny_state(), tmp_path / 'good.pth')
+    pop_last_loaded()
+    ckpt = load_route(route, good, tmp_path, monkeypatch)
+    # mmcls:// drops the 'backbone.' prefix
+    key = 'w' if route == 'mmcls' else 'backbone.w'
+    assert torch.equal(ckpt['state_dict'][key], tiny_state()['backbone.w'])
+    record = pop_last_loaded()
+    assert record.sha256 == file_sha256(good)
+    if route == 'local':
+        assert record.local_file == osp.abspath(good)
+    assert pop_last_loaded() is None
+
+
+# --- downloads ------------------------------------------------------------
+
+
+def test_same_file_name_at_two_urls_never_shares_a_cache(
+        tmp_path, monkeypatch):
+    from sta_mmaction.utils import checkpoint as sta_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    first = 'https://a.example.org/models/vit_k400.pth'
+    second = 'https://b.example.org/other/vit_k400.pth?download=1'
+    states = {first: {'w': torch.zeros(2)}, second: {'w': torch.ones(2)}}
+    files = {}
+    for url, state in states.items():
+        path = tmp_path / f'{len(files)}.pth'
+        torch.save(dict(state_dict=state), path)
+        files[url] = path.read_bytes()
+    calls, logs = [], []
+    monkeypatch.setattr(torch.hub, 'download_url_to_file',
+                        fake_download(files, calls))
+    monkeypatch.setattr(sta_checkpoint, 'print_log',
+                        lambda msg, **kw: logs.append(msg))
+    for _ in range(2):  # the second round reads the caches
+        for url, state in states.items():
+            got = _load_checkpoint(url)['state_dict']['w']
+            assert torch.equal(got, state['w']), url
+    assert calls == [first, second]
+    assert cached_path(first) != cached_path(second)
+    assert osp.basename(cached_path(second)) == 'vit_k400.pth'
+    assert any(cached_path(second) in m and second in m for m in logs)
+
+
+@pytest.mark.parametrize('error, reason', [
+    (URLError('[Errno -3] Temporary failure in name resolution'),
+     '[Errno -3] Temporary failure in name resolution'),
+    (HTTPError('u', 404, 'Not Found', None, None), 'HTTP 404 Not Found'),
+    (socket.timeout('timed out'), 'TimeoutError: timed out'),
+    (ConnectionResetError('reset by peer'),
+     'ConnectionResetError: reset by peer'),
+    (IncompleteRead(b'abc', 10), 'IncompleteRead'),
+])
+def test_failed_download_says_what_to_do_and_caches_nothing(
+        error, reason, tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    url = 'https://download.example.org/ckpt/vit_k400_20221013-860a3cd3.pth'
+
+    def broken(url, dst, hash_prefix=None, progress=True):
+        pathlib.Path(dst).write_bytes(b'PK\x03\x04 half a file')
+        raise error
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', broken)
+    with pytest.raises(CheckpointError) as err:
+        _load_checkpoint(url)
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'could not download {url} (')
+    assert reason in msg
+    assert msg.endswith(
+        '; download it on a machine with internet and pass the local file: '
+        'python tools/test.py CONFIG '
+        '/path/to/vit_k400_20221013-860a3cd3.pth')
+    cache = osp.dirname(cached_path(url))
+    assert not osp.exists(cached_path(url)) and os.listdir(cache) == []
+
+    good = tmp_path / 'good.pth'
+    torch.save(dict(state_dict=tiny_state()), good)
+    monkeypatch.setattr(torch.hub, 'download_url_to_file',
+                        fake_download({url: good.read_bytes()}))
+    assert torch.equal(
+        _load_checkpoint(url)['state_dict']['backbone.w'],
+        tiny_state()['backbone.w'])
+
+
+# --- files that are not checkpoints ---------------------------------------
+
+
+def write_bad(kind, path):
+    good = path.with_name('good_' + path.name)
+    torch.save(dict(state_dict=tiny_state()), good)
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'text':
+        path.write_text('<html><body>502 Bad Gateway</body></html>\n')
+    elif kind == 'truncated zip':
+        path.write_bytes(good.read_bytes()[:300])
+    elif kind == 'truncated legacy':
+        torch.save(
+            dict(state_dict=tiny_state()),
+            good,
+            _use_new_zipfile_serialization=False)
+        path.write_bytes(good.read_bytes()[:150])
+    elif kind == 'binary junk':
+        path.write_bytes(bytes(range(256)) * 4)
+    else:
+        obj = {
+            'bare tensor': torch.zeros(3),
+            'list': [torch.zeros(3)],
+            'state_dict list': dict(state_dict=[torch.zeros(3)]),
+            'state_dict None': dict(state_dict=None),
+            'int keys': dict(state_dict={101: torch.zeros(1)}),
+            'top-level int keys': {101: torch.zeros(1)},
+            'ndarray value': dict(state_dict=dict(w=np.zeros(3))),
+        }[kind]
+        torch.save(obj, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('kind, says', [
+    ('empty', 'it is empty (0 bytes)'),
+    ('text', "it is a text file, starting '<html>"),
+    ('truncated zip', 'its zip archive is truncated or corrupt'),
+    ('truncated legacy', 'its pickle data is truncated or corrupt'),
+    ('binary junk', 'torch cannot read it'),
+    ('bare tensor', 'it holds a bare tensor'),
+    ('list', 'it holds a list, not a dict'),
+    ('state_dict list', "its 'state_dict' is a list"),
+    ('state_dict None', "its 'state_dict' is a NoneType"),
+    ('int keys', "its 'state_dict' has 1 keys that are not strings, e.g. "
+     '101 (int)'),
+    ('top-level int keys', 'its top level has 1 keys that are not strings'),
+    ('ndarray value', "state_dict['w'] is a ndarray, not a tensor"),
+])
+def test_malformed_file_is_one_clear_error(kind, says, tmp_path):
+    path = write_bad(kind, tmp_path / 'bad.pth')
+    model = torch.nn.Linear(4, 3)
+    for load in (lambda: _load_checkpoint(path),
+                 lambda: load_checkpoint(model, path),
+                 lambda: load_checkpoint_file(path)):
+        with pytest.raises(CheckpointError) as err:
+            load()
+        msg = str(err.value)
+        assert msg.startswith(path) and says in msg
+        assert 'not a PyTorch checkpoint' in msg or 'not a tensor' in msg
+
+
+@pytest.mark.parametrize('route', ['http', 's3', 'pavi'])
+def test_malformed_file_is_one_clear_error_on_every_route(
+        route, tmp_path, monkeypatch):
+    path = write_bad('truncated zip', tmp_path / 'bad.pth')
+    with pytest.raises(CheckpointError, match='is not a PyTorch checkpoint '
+                       'or is damaged: its zip archive'):
+        load_route(route, path, tmp_path, monkeypatch)
+
+
+def test_missing_file_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        _load_checkpoint(str(tmp_path / 'nope.pth'))
 
 
 def test_mmaction_models_import_after_sta_mmaction():
@@ -286,8 +550,7 @@ def save_variant(tiny_tool, name, **edits):
     return save_mmengine_checkpoint(state, tiny_tool['root'] / name)
 
 
-def test_tools_loads_mmengine_checkpoint_and_logs_unexpected(
-        tiny_tool, tmp_path):
+def test_tools_fails_on_unexpected_keys(tiny_tool, tmp_path):
     ckpt = save_variant(
         tiny_tool,
         'extra.pth',
@@ -295,23 +558,24 @@ def test_tools_loads_mmengine_checkpoint_and_logs_unexpected(
             'backbone.sta_extra.weight': torch.zeros(2),
             'neck.unused': torch.zeros(1)
         })
-    proc = run_test_py(tiny_tool['config'], ckpt, tmp_path)
-    log = proc.stdout + proc.stderr
-    assert 'The checkpoint has 1 backbone keys the model does not: ' \
-        'backbone.sta_extra.weight' in log
-    assert 'acc/top1' in log
+    proc = run_test_py(tiny_tool['config'], ckpt, tmp_path, ok=False)
+    assert proc.returncode != 0
+    assert f'{ckpt} does not fit the model' in proc.stderr
+    assert 'unexpected (2 keys the model lacks): backbone.sta_extra.weight, '\
+        'neck.unused' in proc.stderr
+    assert 'acc/top1' not in proc.stdout + proc.stderr
 
 
-def test_tools_fails_on_missing_backbone_weights(tiny_tool, tmp_path):
+def test_tools_fails_on_missing_weights(tiny_tool, tmp_path):
     missing = [
         'backbone.blocks.0.attn.qkv.weight', 'backbone.patch_embed.'
-        'projection.weight'
+        'projection.weight', 'cls_head.fc_cls.bias'
     ]
     assert all(k in tiny_tool['state'] for k in missing)
     ckpt = save_variant(tiny_tool, 'missing.pth', drop=missing)
     proc = run_test_py(tiny_tool['config'], ckpt, tmp_path, ok=False)
     assert proc.returncode != 0
-    assert 'ValueError: The checkpoint lacks 2 of the model' in proc.stderr
+    assert 'missing (3 of the model' in proc.stderr
     for key in missing:
         assert key in proc.stderr
     assert 'acc/top1' not in proc.stdout + proc.stderr
@@ -336,7 +600,7 @@ def test_tools_refuses_malicious_checkpoint(tiny_tool, tmp_path):
                           env=env_clean)
     assert proc.returncode != 0
     assert not marker.exists()
-    assert 'UnsafeCheckpointError' in proc.stderr
+    assert f'Refused to load {ckpt}' in proc.stderr
     assert '--unsafe-full-unpickle' in proc.stderr
 
     # the explicit opt-in loads it (and so runs its code) and evaluates

@@ -12,7 +12,6 @@ import math
 import os.path as osp
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -28,6 +27,7 @@ from sta_mmaction.utils import (UnsafeCheckpointError,
                                 load_checkpoint_file, set_unsafe_full_unpickle)
 
 from ..conftest import ROOT, save_mmengine_checkpoint
+from ..test_engine.test_checkpoint_hook import fake_runner
 
 # 16 frames of 32x32: 8 slices of 2x2 = 32 tokens.
 CLIP = dict(img_size=32, patch_size=16, num_frames=16)
@@ -290,8 +290,7 @@ def test_hook_converts_in_place_for_mmengine(how):
     source = recognizer(VIT_H_LIKE, drop_number=2)
     checkpoint = wrap(to_original(source.state_dict()), how)
     target = recognizer(VIT_H_LIKE, drop_number=2, seed=1)
-    runner = SimpleNamespace(
-        model=target, cfg=Config(dict(load_from='original.pth')))
+    runner = fake_runner(target, load_from='original.pth')
     CheckpointKeysHook().after_load_checkpoint(runner, checkpoint)
     assert checkpoint['meta']['videomae_conversion']['depth'] == 3
     _load_checkpoint_to_model(target, checkpoint, strict=True)
@@ -302,7 +301,7 @@ def test_hook_converts_in_place_for_mmengine(how):
 def test_hook_leaves_mmaction_checkpoints_alone():
     model = recognizer(VIT_S)
     checkpoint = {'state_dict': model.state_dict(), 'meta': {'epoch': 1}}
-    runner = SimpleNamespace(model=model, cfg=Config())
+    runner = fake_runner(model)
     CheckpointKeysHook().after_load_checkpoint(runner, checkpoint)
     assert checkpoint['meta'] == {'epoch': 1}
     assert checkpoint['state_dict'] is not None
@@ -310,7 +309,7 @@ def test_hook_leaves_mmaction_checkpoints_alone():
 
 def test_hook_refuses_a_misfit_file():
     checkpoint = {'module': to_original(recognizer(VIT_S, 400).state_dict())}
-    runner = SimpleNamespace(model=recognizer(VIT_S, 174), cfg=Config())
+    runner = fake_runner(recognizer(VIT_S, 174))
     with pytest.raises(ValueError, match='400 classes but the model has 174'):
         CheckpointKeysHook().after_load_checkpoint(runner, checkpoint)
 
