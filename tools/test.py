@@ -23,7 +23,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 
 from mmengine.config import DictAction
 
-from sta_mmaction.apis import USER_ERRORS, configure_test, run_test
+from sta_mmaction.apis import configure_test, run_cli, run_test
 from sta_mmaction.utils import set_unsafe_full_unpickle
 
 
@@ -109,25 +109,22 @@ def main():
     args = parse_args()
     if args.unsafe_full_unpickle:
         set_unsafe_full_unpickle(True)
-    try:
-        cfg = configure_test(
-            args.config,
-            args.checkpoint,
-            work_dir=args.work_dir,
-            cfg_options=args.cfg_options,
-            launcher=args.launcher,
-            dump=args.dump,
-            skip_corrupt_videos=args.skip_corrupt_videos,
-            allow_partial_load=args.allow_partial_load,
-            quick=args.quick,
-            show=args.show,
-            show_dir=args.show_dir,
-            interval=args.interval,
-            wait_time=args.wait_time)
-        run_test(cfg)
-    except USER_ERRORS as err:
-        sys.exit(f'tools/test.py: error: {err}')
+    cfg = configure_test(
+        args.config,
+        args.checkpoint,
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+        dump=args.dump,
+        skip_corrupt_videos=args.skip_corrupt_videos,
+        allow_partial_load=args.allow_partial_load,
+        quick=args.quick,
+        show=args.show,
+        show_dir=args.show_dir,
+        interval=args.interval,
+        wait_time=args.wait_time)
+    return run_test(cfg)
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

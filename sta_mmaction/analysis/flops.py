@@ -19,6 +19,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..core import group_schedule, prune_layers, token_counts
+from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
 from ..models import STASwin3D, STAViT
 
 
@@ -69,7 +70,7 @@ def _pipeline(cfg: Config) -> Sequence[dict]:
 def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
     """(1, C, T, H, W) of one test view, read from the config.
 
-    ``T`` is the ``clip_len`` of ``SampleFrames`` (or ``UniformSample``) and
+    ``T`` is the ``clip_len`` of the sampler (``SampleFrames``, ...) and
     ``H = W`` the crop size of the test pipeline's crop; a backbone without
     those falls back to its ``num_frames`` and ``img_size``.
     """
@@ -78,9 +79,9 @@ def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
     size = backbone.get('img_size')
     for step in _pipeline(cfg):
         kind = step.get('type', '')
-        if kind in ('SampleFrames', 'UniformSample', 'UniformSampleFrames'):
+        if kind in SAMPLER_TYPES:
             frames = step.get('clip_len', frames)
-        if kind in ('ThreeCrop', 'CenterCrop', 'TenCrop'):
+        if kind in MULTI_CROP_TYPES + ('CenterCrop', ):
             crop = step.get('crop_size', size)
             size = crop if isinstance(crop, int) else crop[0]
     if frames is None or size is None:

@@ -1,8 +1,8 @@
 """Whole runs on top of the package: what the tools call."""
-from .testing import (USER_ERRORS, configure_test, default_work_dir,
-                      pruning_of, run_test)
+from .cli import USER_ERRORS, run_cli
+from .testing import configure_test, default_work_dir, pruning_of, run_test
 
 __all__ = [
     'USER_ERRORS', 'configure_test', 'default_work_dir', 'pruning_of',
-    'run_test'
+    'run_cli', 'run_test'
 ]

@@ -17,17 +17,10 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmaction.registry import RUNNERS
-from ..datasets import (AnnotationError, CorruptVideoError,
-                        NothingEvaluatedError, wire_test_data)
+from ..datasets import wire_test_data
 from ..engine import add_test_hooks
 from ..engine.run_logging import quiet_repeated_warnings, use_main_rank_json
-from ..utils import CheckpointError, UnsafeCheckpointError
 from ..visualization import single_view_pipeline
-
-#: Errors that describe a bad input or setting completely in their message;
-#: ``tools/test.py`` prints them as one line instead of a traceback.
-USER_ERRORS = (AnnotationError, CheckpointError, CorruptVideoError,
-               NothingEvaluatedError, UnsafeCheckpointError)
 
 #: Backbone types whose own ``drop_number`` prunes.
 STA_BACKBONES = ('STAViT', 'STASwin3D')
@@ -162,7 +155,10 @@ def cap_workers(cfg: Config) -> None:
     """Cap the test dataloader's workers at the machine's cores.
 
     MMAction2's configs ask for 8 workers, which on a small machine only
-    adds processes that compete with the model for the same cores.
+    adds processes that compete with the model for the same cores. With no
+    workers (e.g. ``--cfg-options test_dataloader.num_workers=0``) the
+    configs' ``persistent_workers=True`` would make torch's DataLoader
+    refuse to start, so it is turned off.
     """
     loader = cfg.test_dataloader
     cores = usable_cores()
@@ -173,6 +169,8 @@ def cap_workers(cfg: Config) -> None:
             f'test_dataloader.num_workers={asked} capped at the {cores} '
             'cores of this machine.',
             logger='current')
+    if loader.get('num_workers', 0) == 0 and loader.get('persistent_workers'):
+        loader.persistent_workers = False
 
 
 def init_cpu_dist(cfg: Config) -> None:

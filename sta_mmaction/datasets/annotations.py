@@ -78,6 +78,13 @@ def load_video_list(ann_file: str,
             'model.cls_head.num_classes.',
             logger='current',
             level=logging.WARNING)
+    if '://' not in str(ann_file) and not osp.isfile(ann_file):
+        raise AnnotationError(
+            f'test_dataloader.dataset.ann_file={ann_file!r}: no such file '
+            f'(relative paths start at {osp.abspath(".")}). Point it at '
+            'your list, e.g. --cfg-options '
+            'test_dataloader.dataset.ann_file=/data/k400/val_list.txt '
+            'test_dataloader.dataset.data_prefix.video=/data/k400/val')
     sep = None if delimiter == ' ' else delimiter
     allowed = (f'in [0, {num_classes})'
                if num_classes is not None else '>= 0')

@@ -65,7 +65,13 @@ class ProvenanceHook(Hook):
             for k, v in hub.runtime_info.items() if k.startswith(PREFIX)
         })
         metrics = metrics if metrics is not None else {}
-        if 'num_evaluated' not in metrics:
+        if 'num_evaluated' in metrics:
+            # SkippedVideosMetric's counts arrive as floats (mmengine's
+            # scalar log drops numpy ints); the record keeps them ints
+            record.update(
+                num_evaluated=int(metrics['num_evaluated']),
+                num_skipped=int(metrics['num_skipped']))
+        else:
             # without SkippedVideosMetric every video is evaluated or the
             # run has stopped on the one that could not be read
             record.update(

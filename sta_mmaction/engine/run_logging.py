@@ -4,6 +4,7 @@ import logging
 from mmaction.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.hooks import LoggerHook
+from torch.utils.data import get_worker_info
 
 
 @HOOKS.register_module()
@@ -37,7 +38,9 @@ class OnceFilter(logging.Filter):
     """Let a log message that starts with one of ``prefixes`` through once.
 
     MMAction2's decoders build a deprecated mmengine ``FileClient`` per
-    video, and each one logs the same deprecation warning.
+    video, and each one logs the same deprecation warning. Dataloader worker
+    processes hold a copy of the filter each, so they drop such messages
+    altogether: the main process has shown them (or will).
 
     Args:
         prefixes (tuple[str]): Starts of the messages to show only once.
@@ -52,7 +55,7 @@ class OnceFilter(logging.Filter):
         message = record.getMessage()
         for prefix in self.prefixes:
             if message.startswith(prefix):
-                if prefix in self.seen:
+                if prefix in self.seen or get_worker_info() is not None:
                     return False
                 self.seen.add(prefix)
         return True

@@ -188,10 +188,22 @@ _DAMAGED = ('Unsupported operand', 'String is too long',
 
 
 def _unpickler_reason(err: Exception) -> str:
-    """The weights-only unpickler's own reason, without torch's advice."""
+    """The weights-only unpickler's own reason, without torch's advice.
+
+    torch words it as ``WeightsUnpickler error: <reason>`` in some releases
+    and as a paragraph of its own (``Trying to load unsupported GLOBAL
+    posix.system ...``, 2.13) in others, between paragraphs that advise
+    turning the safety off.
+    """
     text = str(err)
     found = re.search(r'WeightsUnpickler error:\s*(.+)', text)
-    reason = (found.group(1) if found else text.strip()).splitlines()[0]
+    if found:
+        reason = found.group(1).splitlines()[0]
+    else:
+        paragraphs = [p.strip() for p in text.split('\n\n') if p.strip()]
+        advice = ('Weights only load failed', 'Check the documentation')
+        kept = [p for p in paragraphs if not p.startswith(advice)]
+        reason = (kept or paragraphs or [text.strip()])[0].splitlines()[0]
     return reason.split(' Please use ')[0][:200]
 
 

@@ -66,6 +66,14 @@ def test_workers_capped_at_cores():
     assert cfg.test_dataloader.num_workers == 0
 
 
+def test_no_workers_turns_persistent_workers_off():
+    """``num_workers=0`` on a stock config must not stop the DataLoader."""
+    cfg = cfg_of('test_dataloader = dict(num_workers=0, '
+                 'persistent_workers=True)')
+    cap_workers(cfg)
+    assert cfg.test_dataloader.persistent_workers is False
+
+
 def test_repeated_warning_shown_once():
     logger = logging.getLogger('sta-once-test')
     records = []
@@ -80,6 +88,19 @@ def test_repeated_warning_shown_once():
     assert [r.getMessage()[:11] for r in records] == [
         '"FileClient', 'another mes', 'another mes'
     ]
+
+
+def test_repeated_warning_dropped_in_dataloader_workers(monkeypatch):
+    """Each worker holds its own copy of the filter: workers drop it."""
+    from sta_mmaction.engine import run_logging
+    monkeypatch.setattr(run_logging, 'get_worker_info', lambda: object())
+    once = OnceFilter(('"FileClient" will be deprecated', ))
+    record = logging.LogRecord('x', logging.WARNING, __file__, 1,
+                               '"FileClient" will be deprecated', None, None)
+    assert not once.filter(record)
+    other = logging.LogRecord('x', logging.WARNING, __file__, 1, 'other',
+                              None, None)
+    assert once.filter(other)
 
 
 @pytest.fixture(scope='module')

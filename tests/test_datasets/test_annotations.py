@@ -165,3 +165,12 @@ def test_bad_settings(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_video_list(ann, **kwargs)
 
+
+
+def test_missing_list_names_the_setting(tmp_path):
+    """A list that is not there says which setting to point at it."""
+    with pytest.raises(AnnotationError) as err:
+        load_video_list(str(tmp_path / 'nope.txt'), num_classes=400)
+    msg = str(err.value)
+    assert 'test_dataloader.dataset.ann_file=' in msg and 'nope.txt' in msg
+    assert 'no such file' in msg

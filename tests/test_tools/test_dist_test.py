@@ -236,6 +236,8 @@ def test_two_gloo_processes_skip_like_one(tiny_set, one_process):
     m1, m2 = one_process[0], last_metrics(root / 'skip_two')
     assert {k: m1[k] for k in ACC_KEYS} == {k: m2[k] for k in ACC_KEYS}
     assert m2['num_evaluated'] == 5 and m2['num_skipped'] == 2
+    # counts, not floats, in the JSON
+    assert type(m2['num_evaluated']) is int and type(m2['num_skipped']) is int
     expected = [str(videos / 'broken.mp4'), str(videos / 'gone.mp4')]
     assert m2['skipped_videos'] == expected
     listed = (root / 'skip_two' / 'skipped_videos.txt').read_text()
@@ -261,6 +263,6 @@ def test_nccl_on_cpu_is_a_clear_error(tiny_set, tmp_path):
                env=env,
                ok=False)
     assert proc.returncode != 0
-    assert "ValueError: env_cfg.dist_cfg.backend='nccl' needs CUDA" \
+    assert "error: env_cfg.dist_cfg.backend='nccl' needs CUDA" \
         in proc.stderr
     assert 'env_cfg.dist_cfg.backend=gloo' in proc.stderr

@@ -70,21 +70,22 @@ def test_views_are_5x3_decord(k400_set):
     ds_cfg.ann_file = k400_set['ann_file']
     ds_cfg.data_prefix = dict(video=k400_set['video_root'])
     assert [t['type'] for t in ds_cfg.pipeline][:3] == [
-        'DecordInit', 'SampleFrames', 'DecordDecode'
+        'DecordInit', 'VideoMAEKineticsSample', 'DecordDecode'
     ]
     sample = DATASETS.build(ds_cfg)[0]
     assert tuple(sample['inputs'].shape) == (15, 3, 16, 224, 224)
 
 
 def test_missing_backbone_weights_fail(k400_set, tmp_path):
-    """A checkpoint of another model stops the run instead of using noise."""
+    """A file without the backbone stops the run instead of using noise."""
     wrong = save_mmengine_checkpoint(
         {'cls_head.fc_cls.weight': torch.zeros(400, 384)},
         tmp_path / 'wrong.pth')
     proc = run_test_py(CONFIG, wrong, tmp_path / 'wd',
                        *data_options(k400_set), ok=False)
     assert proc.returncode != 0
-    assert 'backbone weights' in proc.stderr
+    assert 'wrong.pth does not fit the model' in proc.stderr
+    assert "missing (162 of the model's 163 keys)" in proc.stderr
 
 
 def test_no_checkpoint_is_an_error(tmp_path):

@@ -190,6 +190,10 @@ def test_malicious_pickle_refused_by_default(tmp_path, legacy, monkeypatch):
         msg = str(err.value)
         assert path in msg
         assert f'{UNSAFE_ENV}=1' in msg and '--unsafe-full-unpickle' in msg
+        # the refused global is named; torch's advice to switch the safety
+        # off is not passed on
+        assert 'GLOBAL pathlib.Path' in msg
+        assert 'set to `False`' not in msg
     assert isinstance(err.value, pickle.UnpicklingError)
 
 
@@ -607,3 +611,21 @@ def test_tools_refuses_malicious_checkpoint(tiny_tool, tmp_path):
     run_test_py(tiny_tool['config'], ckpt, tmp_path / 'wd2',
                 '--unsafe-full-unpickle')
     assert marker.read_text() == 'code ran'
+
+
+class BlockedModuleCall:
+    """A call into a module torch blocks outright (``posix``)."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def test_refusal_names_a_blocked_module_without_torch_advice(tmp_path):
+    """torch words a blocked module differently; the reason still shows."""
+    path = str(tmp_path / 'blocked.pth')
+    torch.save(BlockedModuleCall(), path)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint_file(path)
+    msg = str(err.value)
+    assert 'GLOBAL posix.getpid' in msg
+    assert 'set to `False`' not in msg
