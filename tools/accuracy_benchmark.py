@@ -24,17 +24,13 @@ strategy), plus ``data_preview.png`` (frames of one clip of each class).
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Dict, Optional, Sequence
 
-try:
-    import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import sta_mmaction  # noqa: F401
+import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
 
 from mmengine.config import DictAction
 
+from sta_mmaction.apis import run_cli
 from sta_mmaction.apis.accuracy_benchmark import run_accuracy_benchmark
 from sta_mmaction.core import STRATEGIES
 from sta_mmaction.datasets.synthetic_motion import CLASSES
@@ -109,4 +105,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -12,14 +12,8 @@ tests 1 clip x 1 centre crop per video.
 """
 import argparse
 import os
-import os.path as osp
-import sys
 
-try:
-    import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import sta_mmaction  # noqa: F401
+import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
 
 from mmengine.config import DictAction
 

@@ -7,6 +7,9 @@ from .checkpoint import (UNSAFE_ENV, CheckpointError, UnsafeCheckpointError,
 from .checkpoint_io import (check_state_dict, load_recognizer_weights,
                             prepare_checkpoint)
 from .mmaction_compat import patch_missing_drn
+from .swin_convert import (check_swin_windows, convert_swin_state_dict,
+                           describe_swin_state, find_swin_state,
+                           is_original_swin, map_swin_key)
 from .videomae_convert import (convert_videomae_state_dict,
                                describe_videomae_state, find_videomae_state,
                                is_original_videomae)
@@ -17,5 +20,7 @@ __all__ = [
     'pop_last_loaded', 'register_safe_globals', 'set_unsafe_full_unpickle',
     'validate_checkpoint', 'check_state_dict', 'load_recognizer_weights',
     'prepare_checkpoint', 'patch_missing_drn', 'convert_videomae_state_dict',
-    'describe_videomae_state', 'find_videomae_state', 'is_original_videomae'
+    'describe_videomae_state', 'find_videomae_state', 'is_original_videomae',
+    'check_swin_windows', 'convert_swin_state_dict', 'describe_swin_state',
+    'find_swin_state', 'is_original_swin', 'map_swin_key'
 ]

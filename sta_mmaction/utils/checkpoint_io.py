@@ -25,6 +25,8 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, pop_last_loaded, short_keys
+from .swin_convert import (check_swin_windows, convert_swin_state_dict,
+                           describe_swin_state, is_original_swin)
 from .videomae_convert import (convert_videomae_state_dict,
                                describe_videomae_state, is_original_videomae)
 
@@ -272,11 +274,14 @@ def prepare_checkpoint(model: nn.Module,
                        allow_partial: bool = False) -> List[str]:
     """Make a loaded checkpoint loadable into ``model``, or refuse it.
 
-    An original VideoMAE release file is converted in place to MMAction2's
-    keys: the dict is emptied and refilled with ``state_dict`` (which
-    mmengine copies into the model afterwards) and ``meta``. Then
-    :func:`check_state_dict` runs on ``checkpoint['state_dict']`` (else the
-    dict itself, as mmengine reads it).
+    An original VideoMAE or Video Swin release file is converted in place
+    to MMAction2's keys: the dict is emptied and refilled with
+    ``state_dict`` (which mmengine copies into the model afterwards) and
+    ``meta`` (for Video Swin, the file's meta plus ``swin_conversion``; its
+    optimizer state is dropped). Then :func:`check_state_dict` runs on
+    ``checkpoint['state_dict']`` (else the dict itself, as mmengine reads
+    it), and for Video Swin files the stored relative position indices are
+    compared with the model's.
 
     Args:
         model (nn.Module): The recognizer (unwrapped).
@@ -308,9 +313,15 @@ def prepare_checkpoint(model: nn.Module,
              if info['learnable_pos_embed'] else
              f'pos_embed {pos} filled with MMAction2\'s sine-cosine table.'),
             logger='current')
+    swin = is_original_swin(checkpoint)
+    if swin:
+        _convert_swin(checkpoint, source)
     state = checkpoint['state_dict'] if 'state_dict' in checkpoint \
         else checkpoint
     missing = check_state_dict(model, state, source, allow_partial)
+    if swin:
+        check_swin_windows(
+            strip_module_prefix(state, source), model.state_dict(), source)
     if missing:
         print_log(
             f'Partial load of {source} (allow_partial_load): {len(missing)} '
@@ -319,6 +330,27 @@ def prepare_checkpoint(model: nn.Module,
             logger='current',
             level=logging.WARNING)
     return missing
+
+
+def _convert_swin(checkpoint: Dict, source: str) -> None:
+    """Rewrite an original Video Swin file in place, and log it."""
+    info = describe_swin_state(checkpoint)
+    converted = convert_swin_state_dict(checkpoint)
+    meta = checkpoint.get('meta') if info['wrapper'] else None
+    checkpoint.clear()
+    checkpoint['state_dict'] = converted
+    checkpoint['meta'] = dict(
+        meta if isinstance(meta, Mapping) else {}, swin_conversion=info)
+    where = (f'under {info["wrapper"]!r}'
+             if info['wrapper'] else 'at the top level')
+    print_log(
+        f'Converted an original Video Swin checkpoint in memory ({source}): '
+        f'{info["tensors"]} tensors {where}, {info["size"] or "Swin"} '
+        f'embed_dims={info["embed_dims"]}, depths {info["depths"]}, '
+        f'{info["num_classes"]} classes, {info["window_tokens"]} tokens per '
+        f'window; backbone.norm.* renamed {info["final_norm"]}.*, every '
+        'other key kept.',
+        logger='current')
 
 
 def load_recognizer_weights(model: nn.Module,

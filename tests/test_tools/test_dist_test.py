@@ -13,9 +13,10 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
+
+from sta_mmaction.synthetic import write_synthetic_video
 
 from ..conftest import ROOT, save_mmengine_checkpoint
 
@@ -24,24 +25,8 @@ LABELS = [7, 7, 3, 7, 11]
 
 
 def make_video(path, seed, frames=20, size=64):
-    """A short mp4v clip of a coloured square moving over a plain ground."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    ground = rng.integers(0, 256, 3).tolist()
-    colour = rng.integers(0, 256, 3).tolist()
-    speed = int(rng.integers(1, 4))
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter_fourcc(*'mp4v'), 25, (size, size))
-    for t in range(frames):
-        frame = np.empty((size, size, 3), np.uint8)
-        frame[:] = ground
-        x = (5 + t * speed) % (size - 20)
-        y = (seed * 9) % (size - 20)
-        cv2.rectangle(frame, (x, y), (x + 20, y + 20), colour, -1)
-        writer.write(frame)
-    writer.release()
-    assert osp.getsize(path) > 0, f'cv2 could not write {path}'
-    return str(path)
+    """A short generated clip (the package's one generator)."""
+    return write_synthetic_video(path, seed, num_frames=frames, side=size)
 
 
 def make_video_set(root, labels=LABELS, extra=()):

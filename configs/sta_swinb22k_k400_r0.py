@@ -1,0 +1,3 @@
+_base_ = ['./_base_/sta_swinb22k_k400.py']
+
+model = dict(backbone=dict(drop_number=0))
