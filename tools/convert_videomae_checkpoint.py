@@ -18,14 +18,8 @@ also takes the original file directly and converts it in memory.
 import argparse
 import os
 import os.path as osp
-import sys
 
-try:
-    import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import sta_mmaction  # noqa: F401
-
+import sta_mmaction  # first: patches mmaction, registers modules
 import mmengine
 import torch
 from mmengine.config import Config
@@ -33,8 +27,8 @@ from mmengine.logging import print_log
 
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
-from sta_mmaction.utils import (UnsafeCheckpointError, check_state_dict,
-                                convert_videomae_state_dict,
+from sta_mmaction.apis import run_cli
+from sta_mmaction.utils import (check_state_dict, convert_videomae_state_dict,
                                 describe_videomae_state, load_checkpoint_file)
 from sta_mmaction.utils.checkpoint import file_sha256
 
@@ -118,8 +112,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (ValueError, UnsafeCheckpointError) as err:
-        # A refused file is a user error: its message, without a traceback.
-        sys.exit(f'convert_videomae_checkpoint: {err}')
+    run_cli(main)

@@ -13,23 +13,12 @@ weights are random (the config's ``load_from`` is not used unless given as
 the checkpoint), which the title says.
 """
 import argparse
-import logging
-import os.path as osp
-import sys
 
-try:
-    import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import sta_mmaction  # noqa: F401
+import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
+from mmengine.config import DictAction
 
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmaction.utils import register_all_modules
-
-from sta_mmaction.demo import build_recognizer
-from sta_mmaction.engine import convert_backbone
-from sta_mmaction.visualization import visualize_video
+from sta_mmaction.apis import run_cli
+from sta_mmaction.demo.visualize import visualize_config
 
 
 def parse_args(argv=None):
@@ -64,62 +53,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def pruning_hook(cfg):
-    """The config's STAPruningHook settings, else an empty dict."""
-    for hook in cfg.get('custom_hooks', []):
-        if hook.get('type') == 'STAPruningHook':
-            return hook
-    return {}
-
-
-def build_pruned_model(cfg, checkpoint=None, drop_number=None, seed=0):
-    """The config's recognizer, weights loaded, its backbone STA-pruned.
-
-    ``r`` comes from ``drop_number``, else the config's
-    ``STAPruningHook``, else the backbone; ``strategy``, ``seed`` and the
-    other STA settings from the hook, else the backbone's own.
-    """
-    model = build_recognizer(cfg, checkpoint, seed)
-    settings = {k: v for k, v in pruning_hook(cfg).items() if k != 'type'}
-    hook_r = settings.pop('drop_number', None)
-    strategy, hook_seed = settings.pop('strategy', None), settings.pop(
-        'seed', None)
-    r = drop_number if drop_number is not None else hook_r
-    if r is None:
-        r = getattr(model.backbone, 'drop_number', 0)
-    convert_backbone(model.backbone, r, strategy, hook_seed, **settings)
-    return model.eval()
-
-
 def main(argv=None):
     args = parse_args(argv)
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    model = build_pruned_model(cfg, args.checkpoint, args.drop_number,
-                               args.seed)
-    weights = (f'weights {osp.basename(args.checkpoint)}'
-               if args.checkpoint else 'RANDOM WEIGHTS (no checkpoint given)')
-    if not args.checkpoint:
-        print_log(
-            'No checkpoint given: the model has random weights, so the '
-            'picture shows what STA keeps for an untrained network.',
-            logger='current',
-            level=logging.WARNING)
-    stem = (f'{osp.splitext(osp.basename(args.video))[0]}_'
-            f'{osp.splitext(osp.basename(args.config))[0]}')
-    out = args.out or osp.join('work_dirs', 'vis', f'{stem}.png')
-    gif = osp.splitext(out)[0] + '.gif' if args.gif else None
-    return visualize_video(
-        model,
-        cfg,
-        args.video,
-        out,
-        gif,
-        title=f'{osp.basename(args.config)}, {weights}',
-        all_frames=args.all_frames)
+    return visualize_config(args.video, args.config, args.checkpoint,
+                            args.drop_number, args.out, args.gif,
+                            args.all_frames, args.seed, args.cfg_options)
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,13 +1,18 @@
-"""Wall-clock timing of forwards, interleaved across models.
+"""Timing of forwards, interleaved across models, and of their parts.
 
 After warm-up, repetitions are interleaved across the models (m0, m1, ...,
-m0, m1, ...) so that drift of the machine (clock, thermals, other load) falls
-on all of them alike; the device is synchronised around every clock reading.
+m0, m1, ...; with ``alternate`` the order reverses every repetition) so that
+drift of the machine (clock, thermals, other load) falls on all of them
+alike; the device is synchronised around every clock reading. Beside the
+wall clock the process CPU time is read: on a shared machine it leaves out
+the time the process waited for a core, so it is the steadier of the two
+there (with one thread it is the forward's own compute time).
 """
 import platform
 import statistics
 import time
-from typing import Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, \
+    Tuple
 
 import torch
 from mmengine.utils import ProgressBar
@@ -32,38 +37,55 @@ def autocast(device: torch.device, amp: Optional[str] = None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def time_once(model: nn.Module,
+#: A model to time: a module or any callable of the clip.
+Forward = Callable[[torch.Tensor], object]
+
+
+class Times(NamedTuple):
+    """Seconds of every timed forward, by label."""
+    wall: Dict[str, List[float]]
+    cpu: Dict[str, List[float]]
+
+
+def time_once(model: Forward,
               clip: torch.Tensor,
-              amp: Optional[str] = None) -> float:
-    """Seconds of one forward, the device synchronised around the clock."""
+              amp: Optional[str] = None) -> Tuple[float, float]:
+    """Wall-clock and process CPU seconds of one forward.
+
+    The device is synchronised around the clock readings.
+    """
     sync(clip.device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad(), autocast(clip.device, amp):
         model(clip)
     sync(clip.device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def interleaved_times(models: Mapping[str, nn.Module],
+def interleaved_times(models: Mapping[str, Forward],
                       clip: torch.Tensor,
                       warmup: int = 1,
                       repeats: int = 5,
                       amp: Optional[str] = None,
-                      progress: bool = True) -> Dict[str, List[float]]:
+                      progress: bool = True,
+                      alternate: bool = False) -> Times:
     """Forward seconds of each model, repetitions interleaved.
 
     Args:
-        models (Mapping[str, nn.Module]): Label -> model, in eval mode, on
-            ``clip``'s device.
+        models (Mapping[str, Callable]): Label -> model (in eval mode, on
+            ``clip``'s device) or callable of the clip.
         clip (Tensor): The input of every forward.
         warmup (int): Discarded runs of each model. Defaults to 1.
         repeats (int): Timed runs of each model. Defaults to 5.
         amp (str, optional): ``'fp16'`` or ``'bf16'`` autocast. Defaults to
             None.
         progress (bool): Show an mmengine progress bar. Defaults to True.
+        alternate (bool): Reverse the order of the models every other
+            repetition, so that none always runs right after another.
+            Defaults to False.
 
     Returns:
-        dict: Label -> list of ``repeats`` seconds.
+        Times: Label -> list of ``repeats`` seconds, wall clock and CPU.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f'repeats={repeats} must be >= 1 and warmup='
@@ -71,16 +93,67 @@ def interleaved_times(models: Mapping[str, nn.Module],
     for _ in range(warmup):
         for model in models.values():
             time_once(model, clip, amp)
-    times: Dict[str, List[float]] = {label: [] for label in models}
+    times = Times({label: [] for label in models},
+                  {label: [] for label in models})
+    labels = list(models)
     bar = ProgressBar(repeats * len(models)) if progress else None
-    for _ in range(repeats):
-        for label, model in models.items():
-            times[label].append(time_once(model, clip, amp))
+    for rep in range(repeats):
+        for label in (labels[::-1] if alternate and rep % 2 else labels):
+            wall, cpu = time_once(models[label], clip, amp)
+            times.wall[label].append(wall)
+            times.cpu[label].append(cpu)
             if bar is not None:
                 bar.update()
     if bar is not None:
         bar.file.write('\n')
     return times
+
+
+class PartTimer:
+    """Seconds spent inside modules, by forward pre- and post-hooks.
+
+    On the CPU every op is synchronous, so the clock read in the hooks
+    brackets the module's work. Nested modules are timed separately. Use it
+    as a context manager: the hooks are removed on exit.
+
+    Args:
+        modules (dict[str, nn.Module]): Name -> module to time.
+    """
+
+    def __init__(self, modules: Dict[str, nn.Module]) -> None:
+        self.seconds = {name: 0. for name in modules}
+        self._start: Dict[str, float] = {}
+        self._handles = []
+        for name, module in modules.items():
+            self._handles.append(
+                module.register_forward_pre_hook(self._enter(name)))
+            self._handles.append(module.register_forward_hook(
+                self._leave(name)))
+
+    def _enter(self, name):
+
+        def hook(module, args):
+            self._start[name] = time.perf_counter()
+
+        return hook
+
+    def _leave(self, name):
+
+        def hook(module, args, output):
+            self.seconds[name] += time.perf_counter() - self._start[name]
+
+        return hook
+
+    def remove(self) -> None:
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
+
+    def __enter__(self) -> 'PartTimer':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 def median(times: List[float]) -> float:

@@ -5,10 +5,11 @@ not load it.
 """
 from .protocol import (ProgressBarHook, build_recognizer, demo_test_cfg,
                        quick_views, run_test, save_random_checkpoint)
-from .synthetic import ANN_FILE, CLASSES, make_k400_set, render_clip
+from .run import format_summary, prepare_data, run_demo
+from .synthetic import ANN_FILE, DEMO_CLASSES, make_k400_set
 
 __all__ = [
-    'ANN_FILE', 'CLASSES', 'ProgressBarHook', 'build_recognizer',
-    'demo_test_cfg', 'make_k400_set', 'quick_views', 'render_clip', 'run_test',
-    'save_random_checkpoint'
+    'ANN_FILE', 'DEMO_CLASSES', 'ProgressBarHook', 'build_recognizer',
+    'demo_test_cfg', 'format_summary', 'make_k400_set', 'prepare_data',
+    'quick_views', 'run_demo', 'run_test', 'save_random_checkpoint'
 ]

@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import nn
 
+from ..datasets import wire_test_data
 from ..engine import add_test_hooks, unwrap
 from ..utils.checkpoint_io import (load_recognizer_weights,
                                    save_mmengine_checkpoint)
@@ -128,13 +129,11 @@ def demo_test_cfg(cfg: Config,
     loader = cfg.test_dataloader
     loader.num_workers = 0
     loader.persistent_workers = False
-    dataset = loader.dataset
-    if dataset.get('type') == 'VideoDataset':
-        dataset.type = 'SafeVideoDataset'
-    dataset.ann_file = ann_file
-    dataset.data_prefix = dict(video=video_root)
+    loader.dataset.ann_file = ann_file
+    loader.dataset.data_prefix = dict(video=video_root)
     cfg.load_from = checkpoint
     cfg.work_dir = work_dir
+    wire_test_data(cfg)
     cfg.experiment_name = f'r{drop_number}'
     add_test_hooks(cfg)
     if not verbose:

@@ -5,7 +5,6 @@ pruned at every r (with the hook's strategy and seed); a config that nothing
 prunes is measured at r=0 and refuses r>0; tokens follow the view's shape.
 """
 import copy
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -18,6 +17,7 @@ from mmaction.registry import MODELS
 
 from sta_mmaction.analysis import (backbone_report, drop_numbers_of,
                                    flops_sweep, prune_to, stock_copy)
+from sta_mmaction.analysis.benchmark import build_variants
 from sta_mmaction.models import STASwin3D, STAViT
 
 from ..conftest import ROOT
@@ -175,18 +175,9 @@ def test_get_flops_tool_on_a_hook_config(tmp_path):
     assert 'STASwin3D on one view' in proc.stdout
 
 
-def load_benchmark():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('sta_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_variants_of_a_hook_config():
-    tool = load_benchmark()
     cfg = config(VIT, dict(type='STAPruningHook', drop_number=4))
-    variants = tool.build_variants(cfg, [0, 8], True, torch.device('cpu'))
+    variants = build_variants(cfg, [0, 8], True, torch.device('cpu'))
     labels = [label for label, _, _ in variants]
     assert labels == ['STAViT r=0', 'STAViT r=8', 'VisionTransformer (stock)']
     models = [m for _, _, m in variants]
@@ -195,4 +186,4 @@ def test_benchmark_variants_of_a_hook_config():
     with torch.no_grad():
         assert torch.equal(models[0](x), models[2](x))  # same weights
     with pytest.raises(ValueError, match='no STAPruningHook'):
-        tool.build_variants(config(VIT), [0, 8], False, torch.device('cpu'))
+        build_variants(config(VIT), [0, 8], False, torch.device('cpu'))

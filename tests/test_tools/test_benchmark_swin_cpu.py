@@ -1,30 +1,18 @@
-"""tools/analysis_tools/benchmark_swin_cpu.py: the r=0 time breakdown."""
-import importlib.util
-import os.path as osp
-
+"""sta_mmaction.analysis.benchmark: the Swin r=0 time breakdown (Amdahl)."""
 import pytest
 import torch
 
+from sta_mmaction.analysis.benchmark import swin_breakdown, swin_cpu_benchmark
 from sta_mmaction.models import STASwin3D
-from ..conftest import ROOT
 from ..test_models.test_sta_swin import SMALL, clip
 
 
-def load_tool():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_swin_cpu.py')
-    spec = importlib.util.spec_from_file_location('benchmark_swin_cpu', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_breakdown_parts_add_up_and_bound_the_speed_up():
-    tool = load_tool()
     torch.manual_seed(0)
     base = STASwin3D(**SMALL, drop_number=0).eval()
     pruned = STASwin3D(**SMALL, drop_number=24).eval()
     x = clip(b=1)
-    part = tool.breakdown(base, pruned, x, repeats=2)
+    part = swin_breakdown(base, pruned, x, repeats=2)
     assert part['fixed'] > 0 and part['per_token'] > 0
     assert part['fixed'] + part['per_token'] < part['total']
     assert part['other'] == pytest.approx(
@@ -37,11 +25,8 @@ def test_breakdown_parts_add_up_and_bound_the_speed_up():
                    for m in base.modules())
 
 
-def test_bad_arguments(monkeypatch):
-    tool = load_tool()
-    monkeypatch.setattr('sys.argv', ['x', '--repeats', '0'])
+def test_bad_arguments():
     with pytest.raises(ValueError, match='--repeats=0 must be >= 1'):
-        tool.parse_args()
-    monkeypatch.setattr('sys.argv', ['x', '--breakdown-repeats', '-1'])
+        swin_cpu_benchmark(repeats=0)
     with pytest.raises(ValueError, match='--breakdown-repeats=-1'):
-        tool.parse_args()
+        swin_cpu_benchmark(breakdown_repeats=-1)

@@ -12,23 +12,16 @@ hook's strategy and seed (see :mod:`sta_mmaction.analysis.sweep`).
 import argparse
 import json
 import os.path as osp
-import sys
 
-try:
-    import sta_mmaction  # noqa: F401
-except ImportError:
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import sta_mmaction  # noqa: F401
-
+import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
 from mmengine.config import Config, DictAction
 from mmaction.utils import register_all_modules
-from tabulate import tabulate
-
 from sta_mmaction.analysis import flops_sweep, view_shape
+from sta_mmaction.analysis.table import format_table
+from sta_mmaction.apis import run_cli
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='GFLOPs of a backbone per view, over drop numbers')
     parser.add_argument('config', help='config file path')
@@ -49,11 +42,11 @@ def parse_args():
         nargs='+',
         action=DictAction,
         help='override config settings, e.g. model.backbone.depth=6')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -67,11 +60,9 @@ def main():
     print(f'{rows[-1]["backbone"]} on one view {shape}, fvcore '
           '(1 multiply-add = 1 FLOP):')
     print(
-        tabulate(
+        format_table(
             table,
-            headers=['r', 'GFLOPs', 'vs first', 'tokens per point',
-                     'params (M)'],
-            tablefmt='github'))
+            ['r', 'GFLOPs', 'vs first', 'tokens per point', 'params (M)']))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(
@@ -79,4 +70,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

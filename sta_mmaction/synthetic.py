@@ -1,0 +1,181 @@
+"""Generated clips of one moving object: the one synthetic-video generator.
+
+The demo, the accuracy benchmark and the tests draw their videos here. Every
+clip is a static, textured background with one small moving object, which
+is what STA exploits: most tokens repeat from slice to slice, a few carry
+the class. The object's shape defines six classes, in label order
+(:data:`CLASSES`): a filled square, a ring, a plus-shaped cross, a diagonal
+cross, a triangle and two bars. The object always moves, 3.5-5 pixels per
+frame (at 128x128) in a random direction, bouncing off the borders, so
+where it is changes from token slice to token slice while the background
+stays put.
+
+Classes defined by motion were tried first and dropped: the direction of a
+sliding object, and a slow drift against a fast run of the same shape. A
+ViT trained from scratch within the CPU budget here (600 to 1500 steps of
+8 clips) stayed at chance on the motion part while it learnt the shapes,
+so such classes would have measured the training budget, not the pruning.
+
+Object size, colour, direction, start and the background's texture and
+colours are drawn per clip from one seeded generator, so a clip is the same
+on every machine. Clips are written as ``mp4v`` mp4 files with OpenCV;
+decord reads them back in MMAction2's standard pipeline. Plain numpy and
+OpenCV: nothing here imports mmengine.
+"""
+from typing import Optional
+
+import cv2
+import numpy as np
+
+#: Class names (the object's shape), in label order.
+CLASSES = ('square', 'ring', 'cross', 'x', 'triangle', 'bars')
+
+
+def _texture(rng: np.random.Generator, side: int, scale: float) -> np.ndarray:
+    """(side, side) float32 noise in [0, 1], smooth at ``scale`` pixels."""
+    cells = max(int(round(side / scale)), 2)
+    small = rng.random((cells, cells)).astype(np.float32)
+    big = cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
+    big -= big.min()
+    return big / max(float(big.max()), 1e-6)
+
+
+def _background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """(side, side, 3) float32 in [0, 1]: a muted two-scale texture.
+
+    The palette is nearly grey and its range is the same for every clip, so
+    the clip's class, not its background colour, dominates what varies
+    between clips.
+    """
+    coarse = _texture(rng, side, rng.uniform(16, 40))
+    fine = _texture(rng, side, rng.uniform(3, 6))
+    tex = 0.65 * coarse + 0.35 * fine  # (S, S)
+    tint = rng.uniform(-0.03, 0.03, size=3).astype(np.float32)
+    dark = np.float32(rng.uniform(0.15, 0.25)) + tint
+    light = np.float32(rng.uniform(0.45, 0.55)) + tint
+    return dark + tex[..., None] * (light - dark)  # (S, S, 3)
+
+
+def _shape_mask(shape: str, size: int) -> np.ndarray:
+    """(size, size) bool mask of an object."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32) - (size - 1) / 2
+    radius = np.sqrt(xx**2 + yy**2)
+    half = size / 2
+    if shape == 'square':
+        return np.ones((size, size), bool)
+    if shape == 'disc':
+        return radius <= half
+    if shape == 'ring':
+        return (radius <= half) & (radius >= half * 0.55)
+    if shape == 'cross':
+        arm = size / 6
+        return (np.abs(xx) <= arm) | (np.abs(yy) <= arm)
+    if shape == 'x':
+        arm = size / 6 * np.sqrt(2)
+        return (np.abs(xx - yy) <= arm) | (np.abs(xx + yy) <= arm)
+    if shape == 'triangle':  # pointing up
+        return np.abs(xx) <= (yy + half) / 2
+    if shape == 'bars':  # two horizontal bars, like '='
+        return np.abs(np.abs(yy) - size / 4) <= size / 8
+    raise ValueError(f'shape={shape!r} is not a generated shape; choose one '
+                     "of ('square', 'disc', 'ring', 'cross', 'x', "
+                     "'triangle', 'bars').")
+
+
+def _bright_colour(rng: np.random.Generator) -> np.ndarray:
+    """A saturated RGB colour in [0, 1], from a random hue."""
+    hsv = np.array([[[rng.uniform(0, 180), 200, 255]]], np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255
+
+
+def _trajectory(kind: str, rng: np.random.Generator, num_frames: int,
+                side: int, size: int) -> np.ndarray:
+    """(T, 2) top-left corners (x, y) of the object in every frame."""
+    room = side - size  # positions 0 .. room keep the object inside
+    speed = rng.uniform(3.5, 5) * side / 128  # pixels per frame
+    angle = rng.uniform(0, 2 * np.pi)
+    pos = rng.uniform(0, room, size=2)
+    vel = speed * np.array([np.cos(angle), np.sin(angle)])
+    xy = np.empty((num_frames, 2))
+    for t in range(num_frames):
+        xy[t] = pos
+        pos = pos + vel
+        for k in range(2):  # bounce off the borders
+            if pos[k] < 0 or pos[k] > room:
+                vel[k] = -vel[k]
+                pos[k] = np.clip(pos[k], 0, room)
+    return xy
+
+
+def render_clip(kind: str,
+                seed: int,
+                num_frames: int = 20,
+                side: int = 128,
+                noise: float = 2.0) -> np.ndarray:
+    """(T, S, S, 3) uint8 RGB frames of one generated clip.
+
+    Args:
+        kind (str): One of :data:`CLASSES`.
+        seed (int): Seed of everything random in the clip.
+        num_frames (int): Frames. Defaults to 20: one 16-frame clip at
+            frame interval 1, with 4 frames of room for temporal jitter.
+        side (int): Frame width and height in pixels. Defaults to 128.
+        noise (float): Standard deviation of the per-frame Gaussian pixel
+            noise, in 0-255 units; it keeps the background from being
+            bit-identical from frame to frame, as a camera would.
+            Defaults to 2.0.
+    """
+    if kind not in CLASSES:
+        raise ValueError(f'kind={kind!r} is not a generated class; choose '
+                         f'one of {CLASSES}.')
+    rng = np.random.default_rng(seed)
+    background = _background(rng, side)  # (S, S, 3)
+    size = int(rng.integers(side * 7 // 32, side * 9 // 32 + 1))
+    mask = _shape_mask(kind, size)  # (s, s)
+    colour = _bright_colour(rng)  # (3, )
+    corners = np.rint(_trajectory(kind, rng, num_frames, side,
+                                  size)).astype(int)  # (T, 2)
+    frames = np.empty((num_frames, side, side, 3), np.uint8)
+    for t, (x, y) in enumerate(corners):
+        frame = background.copy()
+        patch = frame[y:y + size, x:x + size]  # (s, s, 3) view
+        patch[mask] = colour
+        frame = frame * 255 + rng.normal(0, noise, frame.shape)
+        frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_clip(path: str, frames: np.ndarray, fps: float = 25.) -> str:
+    """Write (T, H, W, 3) RGB frames as an ``mp4v`` mp4; returns ``path``."""
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f'OpenCV cannot write an mp4v video to {path}.')
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def write_synthetic_video(path: str,
+                          seed: int,
+                          kind: Optional[str] = None,
+                          num_frames: int = 20,
+                          side: int = 64) -> str:
+    """Render one clip and write it to ``path``; returns ``path``.
+
+    For tests and examples that need some valid video on disk.
+
+    Args:
+        path (str): The mp4 file to write.
+        seed (int): Seed of the clip.
+        kind (str, optional): One of :data:`CLASSES`. Defaults to None,
+            ``CLASSES[seed % len(CLASSES)]``.
+        num_frames (int): Frames. Defaults to 20.
+        side (int): Frame width and height in pixels. Defaults to 64.
+    """
+    kind = CLASSES[seed % len(CLASSES)] if kind is None else kind
+    return write_clip(str(path), render_clip(kind, seed, num_frames, side))
