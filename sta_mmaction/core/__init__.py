@@ -1,16 +1,29 @@
-"""The STA rule and its baselines in plain PyTorch (no mmengine import)."""
-from .sta import (HASHED_ELEMENTS, STRATEGIES, accumulate, bipartite_match,
-                  check_drop_number, clip_generators, gather_tokens,
-                  group_schedule, group_sizes, max_drop_number, merge_tokens,
-                  parity_drop, prune_layers, random_select, scatter_tokens,
-                  semantic_activation, sta_select, token_counts,
-                  validate_drop_number, validate_strategy)
+"""The STA rule, its baselines and its schedules in plain PyTorch.
+
+``core`` imports no mmengine: :mod:`.sta` is the rule, :mod:`.baselines`
+the other strategies and the table that picks one, :mod:`.schedule` the
+prune points and token counts of both backbones.
+"""
+from .baselines import (HASHED_ELEMENTS, SELECTORS, STRATEGIES, Generators,
+                        bipartite_match, clip_generators, merge_tokens,
+                        random_select, select_tokens, semantic_select,
+                        validate_strategy)
+from .schedule import (NUM_PRUNE_POINTS, ceil_div, check_drop_number,
+                       group_schedule, group_sizes, kept_cells,
+                       max_drop_number, max_swin_drop, prune_layers,
+                       swin_grids, swin_plan, swin_schedule, token_counts,
+                       validate_drop_number, visits_in_reverse)
+from .sta import (accumulate, gather_tokens, parity_drop, scatter_tokens,
+                  semantic_activation, sta_select)
 
 __all__ = [
-    'HASHED_ELEMENTS', 'STRATEGIES', 'accumulate', 'bipartite_match',
-    'check_drop_number', 'clip_generators', 'gather_tokens',
-    'group_schedule', 'group_sizes', 'max_drop_number', 'merge_tokens',
-    'parity_drop', 'prune_layers', 'random_select', 'scatter_tokens',
-    'semantic_activation', 'sta_select', 'token_counts',
-    'validate_drop_number', 'validate_strategy'
+    'HASHED_ELEMENTS', 'NUM_PRUNE_POINTS', 'SELECTORS', 'STRATEGIES',
+    'Generators', 'accumulate', 'bipartite_match', 'ceil_div',
+    'check_drop_number', 'clip_generators', 'gather_tokens', 'group_schedule',
+    'group_sizes', 'kept_cells', 'max_drop_number', 'max_swin_drop',
+    'merge_tokens', 'parity_drop', 'prune_layers', 'random_select',
+    'scatter_tokens', 'select_tokens', 'semantic_activation',
+    'semantic_select', 'sta_select', 'swin_grids', 'swin_plan',
+    'swin_schedule', 'token_counts', 'validate_drop_number',
+    'validate_strategy', 'visits_in_reverse'
 ]

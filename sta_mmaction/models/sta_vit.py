@@ -1,5 +1,5 @@
 """STAViT: MMAction2's VideoMAE ``VisionTransformer`` with STA pruning."""
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,8 +9,9 @@ from mmaction.registry import MODELS
 from torch import Tensor
 
 from ..core import (bipartite_match, check_drop_number, gather_tokens,
-                    group_schedule, merge_tokens, prune_layers, sta_select,
-                    token_counts, validate_drop_number)
+                    group_schedule, kept_cells, merge_tokens, prune_layers,
+                    select_tokens, token_counts, validate_drop_number,
+                    visits_in_reverse)
 from .strategy import (check_known, check_strategy_args, init_arguments,
                        sample_generators)
 
@@ -92,17 +93,18 @@ class STAViT(VisionTransformer):
     ``2 * depth // 3``, the tokens are cut into ``T0``, ``T0 / 2`` and
     ``T0 / 4`` consecutive groups (``T0 = num_frames / tubelet_size``) and
     each group loses ``drop_number`` tokens by the STA rule
-    (:func:`sta_mmaction.core.sta_select`). The head mean-pools the tokens
+    (:func:`sta_mmaction.core.sta_select`, the baselines by
+    :func:`sta_mmaction.core.select_tokens`). The head mean-pools the tokens
     that survive.
 
     ``strategy`` swaps the rule for a baseline or an ablation at the same
     prune points and the same ``r`` per group, so token counts and nearly
-    all FLOPs are equal (see :mod:`sta_mmaction.core.sta`). With ``'tome'``
-    the ``r`` tokens per group are merged into their best matches by a
-    size-weighted average instead of dropped; the number of patches behind
-    each token is tracked across the prune points, and the head pools with
-    a size-weighted mean, so that each original patch weighs the same as in
-    the stock model's mean (the other strategies keep the plain mean).
+    all FLOPs are equal (see :mod:`sta_mmaction.core.baselines`). With
+    ``'tome'`` the ``r`` tokens per group are merged into their best matches
+    by a size-weighted average instead of dropped; the number of patches
+    behind each token is tracked across the prune points, and the head pools
+    with a size-weighted mean, so that each original patch weighs the same as
+    in the stock model's mean (the other strategies keep the plain mean).
 
     The STA settings are set and checked by :meth:`init_sta`, which
     :func:`sta_mmaction.convert_backbone` also calls on a live stock
@@ -196,16 +198,57 @@ class STAViT(VisionTransformer):
         self.prune_layers = layers
 
     def token_counts(self,
-                     grid: Optional[Tuple[int, int]] = None) -> List[int]:
+                     shape: Optional[Sequence[int]] = None) -> List[int]:
         """Tokens before the first prune point and after each one.
 
         Args:
-            grid (tuple[int], optional): Spatial token grid ``(h, w)``.
-                Defaults to None, the grid of ``img_size``.
+            shape (Sequence[int], optional): The clip's ``(T, H, W)`` or the
+                view's ``(B, C, T, H, W)``, as for ``STASwin3D``. A 2-tuple
+                is still read as the ``(h, w)`` token grid, the signature
+                ``sta_mmaction.analysis.flops.view_token_counts`` calls.
+                Defaults to None, the clip the model was built for.
         """
-        h, w = grid or self.grid_size
-        return token_counts(h * w, self.num_frames // self.tubelet_size,
-                            self.drop_number)
+        slices, h, w = self._token_grid(shape)
+        return token_counts(h * w, slices, self.drop_number)
+
+    def kept_grids(self, kept: Sequence[Tensor],
+                   shape: Optional[Sequence[int]] = None) -> List[Tensor]:
+        """Kept positions of :meth:`forward_pruned` as (t, h, w) grid cells.
+
+        Args:
+            kept (Sequence[Tensor]): The second output of
+                :meth:`forward_pruned`, (B, M) positions per prune point.
+            shape (Sequence[int], optional): The clip's shape, as for
+                :meth:`token_counts`. Defaults to None, the built clip.
+
+        Returns:
+            list[Tensor]: Per prune point a (B, T0, h, w) bool tensor, True
+            at the cells (a tubelet of frames x a patch) of kept tokens.
+        """
+        grid = self._token_grid(shape)
+        return [kept_cells(pos, grid) for pos in kept]
+
+    def _token_grid(
+            self,
+            shape: Optional[Sequence[int]] = None) -> Tuple[int, int, int]:
+        """(T0, h, w) token grid of a clip shape (see :meth:`token_counts`)."""
+        slices = self.num_frames // self.tubelet_size
+        if shape is None:
+            return (slices, ) + tuple(self.grid_size)
+        shape = tuple(int(n) for n in shape)
+        if len(shape) == 2:
+            return (slices, ) + shape
+        if len(shape) not in (3, 5):
+            raise ValueError(
+                f'shape={shape} must be a clip (T, H, W) or a view '
+                '(B, C, T, H, W).')
+        t, h, w = shape[-3:]
+        if t // self.tubelet_size != slices:
+            raise ValueError(
+                f'STAViT was built for {self.num_frames} frames '
+                f'({slices} slices of {self.tubelet_size}), but shape='
+                f'{shape} has T={t}.')
+        return slices, h // self.patch_size, w // self.patch_size
 
     def _check_input(self, x: Tensor) -> None:
         """Raise a ``ValueError`` for a clip this model cannot take.
@@ -296,12 +339,12 @@ class STAViT(VisionTransformer):
                 if self.prop_attn:
                     log_size = size.log()  # (B, N')
             else:
-                idx = sta_select(
+                idx = select_tokens(
                     x,
                     keys,
                     groups[p],
                     self.drop_number,
-                    reverse=p == 1,
+                    reverse=visits_in_reverse(p),
                     strategy=self.strategy,
                     generator=gens)
                 x = gather_tokens(x, idx)  # (B, N', C)

@@ -3,10 +3,10 @@
 One view of a video goes through the config's own MMAction2 test pipeline
 (decord, sampling, resize), reduced to one clip and one center crop. The STA
 backbone's ``forward_pruned`` gives, per prune point, the positions of the
-surviving tokens; each position is a tubelet x patch cell of the view (for
-Video Swin, a cell of the stage's grid). The picture has the sampled frames
-in columns and, in rows, the input and then each prune point with the pruned
-cells blanked.
+surviving tokens, and its ``kept_grids`` maps them to cells of the view's
+token grid: a tubelet x patch (for Video Swin, a cell of the stage's grid).
+The picture has the sampled frames in columns and, in rows, the input and
+then each prune point with the pruned cells blanked.
 """
 import copy
 import os.path as osp
@@ -20,12 +20,10 @@ from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 from torch import nn
 
+from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
+
 #: Pipeline steps that stay after the frames are taken for drawing.
 _PACKING = ('FormatShape', 'PackActionInputs')
-#: Multi-view crops, replaced by one center crop.
-_MULTI_CROPS = ('ThreeCrop', 'TenCrop')
-#: Samplers whose ``num_clips`` is set to 1.
-_SAMPLERS = ('SampleFrames', 'UniformSample', 'UniformSampleFrames')
 #: Colour of pruned cells (RGB, uint8): near-white, as in the paper.
 BLANK = (245, 245, 245)
 
@@ -52,9 +50,9 @@ def single_view_pipeline(cfg: Config) -> List[dict]:
     for step in copy.deepcopy(list(steps)):
         step = dict(step)
         kind = step.get('type')
-        if kind in _SAMPLERS:
+        if kind in SAMPLER_TYPES:
             step['num_clips'] = 1
-        if kind in _MULTI_CROPS:
+        if kind in MULTI_CROP_TYPES:
             step = dict(type='CenterCrop', crop_size=step['crop_size'])
         out.append(step)
     return out
@@ -119,29 +117,16 @@ def kept_masks(
             f'{type(backbone).__name__} has no forward_pruned; kept tokens '
             'can be drawn for STAViT or STASwin3D backbones (set '
             'model.backbone.type, or add STAPruningHook to the config).')
-    _, _, t, h, w = x.shape
     was_training = backbone.training
     backbone.eval()
     with torch.no_grad():
         feats, kept = backbone.forward_pruned(x)
     backbone.train(was_training)
-    if hasattr(backbone, 'prune_layers'):  # STAViT: one grid throughout
-        stride = backbone.tubelet_size
-        p = backbone.patch_size
-        grids = [(t // stride, h // p, w // p)] * len(kept)
-    else:  # STASwin3D: the grid of stages 2, 3 and 4
-        stride, ph, pw = backbone.patch_embed.patch_size
-        gh, gw = -(-h // ph), -(-w // pw)
-        grids = []
-        for _ in kept:
-            gh, gw = -(-gh // 2), -(-gw // 2)
-            grids.append((-(-t // stride), gh, gw))
-    masks, counts = [], []
-    for pos, grid in zip(kept, grids):
-        flat = np.zeros(int(np.prod(grid)), dtype=bool)
-        flat[pos[0].cpu().numpy()] = True
-        masks.append(flat.reshape(grid))
-        counts.append(dict(kept=int(flat.sum()), total=flat.size))
+    stride = (backbone.tubelet_size if hasattr(backbone, 'tubelet_size') else
+              backbone.patch_embed.patch_size[0])  # frames per slice
+    masks = [cells[0].cpu().numpy() for cells in backbone.kept_grids(
+        kept, x.shape)]
+    counts = [dict(kept=int(m.sum()), total=m.size) for m in masks]
     return masks, stride, counts, feats
 
 

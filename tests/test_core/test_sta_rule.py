@@ -7,9 +7,10 @@ import sys
 import pytest
 import torch
 
-from sta_mmaction.core import (check_drop_number, group_schedule, group_sizes,
-                               max_drop_number, prune_layers,
-                               semantic_activation, sta_select, token_counts)
+from sta_mmaction.core import (ceil_div, check_drop_number, group_schedule,
+                               group_sizes, max_drop_number, prune_layers,
+                               semantic_activation, sta_select, token_counts,
+                               visits_in_reverse)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -102,6 +103,11 @@ def test_schedule_and_counts():
     assert group_sizes(196, 8, 64) == [196, 2 * (196 - 64), 4 * (196 - 96)]
 
 
+def test_ceil_div_and_reverse_point():
+    assert [ceil_div(a, 4) for a in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
+    assert [visits_in_reverse(p) for p in range(3)] == [False, True, False]
+
+
 def test_max_drop_number():
     assert max_drop_number(196, 8) == 98
     check_drop_number(98, 196, 8)
@@ -156,7 +162,11 @@ def test_constant_clip_is_nan_free(dtype):
 
 
 def test_core_imports_without_openmmlab():
-    """core/sta.py runs with mmengine, mmcv and mmaction made unimportable."""
+    """core/ runs with mmengine, mmcv and mmaction made unimportable.
+
+    The package is loaded from its folder, not through ``sta_mmaction``,
+    whose ``__init__`` imports mmaction.
+    """
     code = f"""
 import importlib.abc, importlib.util, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -164,15 +174,19 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('mmengine', 'mmcv', 'mmaction'):
             raise ImportError('blocked ' + name)
 sys.meta_path.insert(0, Block())
+core_dir = {osp.join(ROOT, 'sta_mmaction', 'core')!r}
 spec = importlib.util.spec_from_file_location(
-    'sta', {osp.join(ROOT, 'sta_mmaction', 'core', 'sta.py')!r})
+    'sta_core', core_dir + '/__init__.py',
+    submodule_search_locations=[core_dir])
 sta = importlib.util.module_from_spec(spec)
+sys.modules['sta_core'] = sta
 spec.loader.exec_module(sta)
 import torch
 x = torch.randn(1, 32, 4)
 assert sta.sta_select(x, x, 4, 2).shape == (1, 24)
 for s in ('random', 'temporal', 'semantic'):  # the baselines too
-    assert sta.sta_select(x, x, 4, 2, strategy=s).shape == (1, 24)
+    assert sta.select_tokens(x, x, 4, 2, strategy=s).shape == (1, 24)
+assert sta.swin_plan((8, 64, 64), (2, 4, 4), 16)[0]['kept'] == 48
 kept, src, dst = sta.bipartite_match(x, 4, 2)
 y, size = sta.merge_tokens(x, torch.ones(1, 32), kept, src, dst)
 assert y.shape == (1, 24, 4) and float(size.sum()) == 32

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from sta_mmaction.core import (STRATEGIES, bipartite_match, clip_generators,
-                               group_schedule, merge_tokens, random_select,
+from sta_mmaction.core import (SELECTORS, STRATEGIES, bipartite_match,
+                               clip_generators, group_schedule, merge_tokens,
+                               random_select, select_tokens,
                                semantic_activation, sta_select)
 from sta_mmaction.models import STAViT
 
@@ -45,7 +46,7 @@ def clip(b=2, seed=0):
 def test_select_counts_and_groups(strategy, r):
     x, keys = inputs()
     gen = torch.Generator().manual_seed(0)
-    idx = sta_select(x, keys, 4, r, strategy=strategy, generator=gen)
+    idx = select_tokens(x, keys, 4, r, strategy=strategy, generator=gen)
     assert idx.shape == (3, 4 * (16 - r)) and idx.dtype == torch.long
     for g in range(4):  # each group keeps 16 - r distinct tokens of its own
         part = idx[:, g * (16 - r):(g + 1) * (16 - r)]
@@ -87,7 +88,7 @@ def test_sta_is_unchanged():
     x, keys = inputs(seed=4)
     for reverse in (False, True):
         default = sta_select(x, keys, 4, 5, reverse)
-        named = sta_select(
+        named = select_tokens(
             x,
             keys,
             4,
@@ -116,14 +117,14 @@ def test_random_seed_is_honoured_in_core():
     assert torch.equal(draw(0), draw(0))
     assert not torch.equal(draw(0), draw(1))
     x, keys = inputs()
-    a = sta_select(
+    a = select_tokens(
         x,
         keys,
         4,
         6,
         strategy='random',
         generator=torch.Generator().manual_seed(5))
-    b = sta_select(
+    b = select_tokens(
         x * 2,
         -keys,
         4,
@@ -132,9 +133,9 @@ def test_random_seed_is_honoured_in_core():
         generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)  # the content plays no part
     torch.manual_seed(7)  # no generator: the global RNG
-    c = sta_select(x, keys, 4, 6, strategy='random')
+    c = select_tokens(x, keys, 4, 6, strategy='random')
     torch.manual_seed(7)
-    assert torch.equal(c, sta_select(x, keys, 4, 6, strategy='random'))
+    assert torch.equal(c, select_tokens(x, keys, 4, 6, strategy='random'))
 
 
 def test_random_keep_sets_are_uniform():
@@ -211,14 +212,17 @@ def test_temporal_is_sta_without_semantics():
         semantic_activation(flat, 4), torch.zeros(3, 4, 16))
     for reverse in (False, True):
         assert torch.equal(
-            sta_select(x, keys, 4, 5, reverse, strategy='temporal'),
+            select_tokens(x, keys, 4, 5, reverse, strategy='temporal'),
+            sta_select(flat, keys, 4, 5, reverse))
+        assert torch.equal(
+            sta_select(x, keys, 4, 5, reverse, semantic=False),
             sta_select(flat, keys, 4, 5, reverse))
 
 
 def test_semantic_keeps_the_most_active_tokens():
     x, keys = inputs(seed=3)
     r = 5
-    idx = sta_select(x, keys, 4, r, strategy='semantic')
+    idx = select_tokens(x, keys, 4, r, strategy='semantic')
     act = x.abs().sum(-1).view(3, 4, 16)
     for g in range(4):
         top = act[:, g].topk(16 - r, dim=-1).indices + 16 * g
@@ -226,7 +230,8 @@ def test_semantic_keeps_the_most_active_tokens():
         assert torch.equal(part.sort(-1).values, top.sort(-1).values)
     # keys play no part
     assert torch.equal(
-        idx, sta_select(x, torch.randn_like(keys), 4, r, strategy='semantic'))
+        idx,
+        select_tokens(x, torch.randn_like(keys), 4, r, strategy='semantic'))
 
 
 def reference_match(keys, r):
@@ -304,15 +309,27 @@ def test_tome_prop_attn_and_pooling():
 def test_bad_strategy(value):
     x, keys = inputs()
     with pytest.raises(ValueError, match='choose one of'):
-        sta_select(x, keys, 4, 2, strategy=value)
+        select_tokens(x, keys, 4, 2, strategy=value)
     with pytest.raises(ValueError, match=f'strategy={value!r}'):
         STAViT(**SMALL, drop_number=2, strategy=value)
+
+
+def test_strategy_table_dispatches_every_selection(monkeypatch):
+    """Each selecting strategy runs its own entry of ``SELECTORS``."""
+    assert STRATEGIES == tuple(SELECTORS) + ('tome', )
+    x, keys = inputs()
+    for name in SELECTORS:
+        calls = []
+        monkeypatch.setitem(SELECTORS, name,
+                            lambda *args, name=name: calls.append(name))
+        select_tokens(x, keys, 4, 2, strategy=name)
+        assert calls == [name]
 
 
 def test_tome_is_not_a_selection():
     x, keys = inputs()
     with pytest.raises(ValueError, match='bipartite_match'):
-        sta_select(x, keys, 4, 2, strategy='tome')
+        select_tokens(x, keys, 4, 2, strategy='tome')
 
 
 @pytest.mark.parametrize('kwargs, match', [

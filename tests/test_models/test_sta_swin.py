@@ -1,4 +1,5 @@
 """STASwin3D: stock equality, kept-token counts, batch independence, FLOPs."""
+import copy
 import inspect
 import os.path as osp
 
@@ -8,9 +9,8 @@ import torch
 import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
 from mmaction.models.backbones.swin import SwinTransformer3D
 from mmaction.registry import MODELS
-from sta_mmaction.core import sta_select
-from sta_mmaction.models import STASwin3D
-from sta_mmaction.models import sta_swin
+from sta_mmaction.core import select_tokens, sta_select
+from sta_mmaction.models import STASwin3D, STAViT, sta_swin, swin_layers
 from ..conftest import ROOT
 
 #: A Swin-T-like backbone small enough for CPU tests: 8 x 64^2 clips give
@@ -84,11 +84,11 @@ def test_shift_mask_weights_are_zero_not_subnormal():
         feats, _ = sta.forward_pruned(x)
         ref = stock(x).mean((2, 3, 4))
     torch.testing.assert_close(feats.flatten(1), ref, atol=1e-5, rtol=1e-5)
-    grid = sta_swin._KeptGrid(torch.arange(256).expand(2, -1), (4, 8, 8))
+    grid = swin_layers.KeptWindows(torch.arange(256).expand(2, -1), (4, 8, 8))
     mask = grid.windows((2, 4, 4), (1, 2, 2),
-                        sta_swin.compute_mask(4, 8, 8, (2, 4, 4), (1, 2, 2),
-                                              'cpu'))[1]
-    assert set(mask.unique().tolist()) == {0., sta_swin.PRUNED_KEY_BIAS}
+                        swin_layers.compute_mask(4, 8, 8, (2, 4, 4),
+                                                 (1, 2, 2), 'cpu'))[1]
+    assert set(mask.unique().tolist()) == {0., swin_layers.PRUNED_KEY_BIAS}
 
 
 def _count_tokens(model):
@@ -134,7 +134,7 @@ def test_kept_token_counts_observed(r, counts, carried):
         feats, kept = sta.forward_pruned(x)
     for h in handles:
         h.remove()
-    assert sta.token_counts() == counts
+    assert sta.token_counts(x.shape) == counts
     assert [k.shape[1] for k in kept] == counts[1:]
     b = x.shape[0]
     for s in range(4):
@@ -150,7 +150,7 @@ def test_kept_token_counts_observed(r, counts, carried):
     assert seen[(0, 'reduction')] == [b * 256]
     assert seen[(1, 'reduction')] == [b * carried[0]]
     assert seen[(2, 'reduction')] == [b * carried[1]]
-    plan = sta.token_schedule()
+    plan = sta.token_schedule(x.shape)
     assert [p['groups'] * p['candidates'] for p in plan[1:]] == carried
     # positions are unique and inside each stage's grid
     for k, n in zip(kept, (256, 64, 16)):
@@ -174,7 +174,7 @@ def test_strategy_token_counts_and_rule(strategy):
     for h in handles:
         h.remove()
     counts = [1024, 160, 28, 7]
-    assert other.token_counts() == counts
+    assert other.token_counts(x.shape) == counts
     assert [k.shape[1] for k in kept] == counts[1:]
     for s in range(1, 4):
         assert seen[(s, 1, 'mlp.fc1')] == [2 * counts[s]]
@@ -191,7 +191,7 @@ def test_strategy_token_counts_and_rule(strategy):
         tokens = other.layers[0].downsample(tokens).flatten(1, 3)
         k = blk.attn.qkv(blk.norm1(tokens)).chunk(3, -1)[1]
         keys = k.view(2, 256, blk.attn.num_heads, -1).mean(2)
-    idx = sta_select(tokens, keys, 4, 24, strategy=strategy)
+    idx = select_tokens(tokens, keys, 4, 24, strategy=strategy)
     assert torch.equal(kept[0], idx)
 
 
@@ -300,9 +300,71 @@ def test_autocast_and_constant_clip_are_finite(dtype):
 
 def test_no_host_sync_in_forward():
     """The pruned forward never reads tensor values back to Python."""
-    src = inspect.getsource(sta_swin)
+    src = inspect.getsource(sta_swin) + inspect.getsource(swin_layers)
     for call in ('.item(', '.tolist(', '.cpu(', '.numpy(', 'nonzero('):
         assert call not in src
+
+
+def vit_small(r):
+    torch.manual_seed(0)
+    return STAViT(
+        img_size=64, embed_dims=48, depth=6, num_heads=4, num_frames=16,
+        drop_number=r).eval()
+
+
+def test_one_token_counts_signature():
+    """Both backbones take a clip (T, H, W) or a view (B, C, T, H, W)."""
+    vit, (_, swin) = vit_small(4), build_pair(16)
+    for model, t in ((vit, 16), (swin, 8)):
+        assert model.token_counts((t, 96, 96)) == model.token_counts(
+            (1, 3, t, 96, 96))
+        assert model.token_counts((t, 96, 96)) != model.token_counts(
+            (t, 64, 64))
+        with pytest.raises(ValueError, match=r'shape=\(1, 16, 96, 96\) must'):
+            model.token_counts((1, 16, 96, 96))
+    assert vit.token_counts((16, 96, 96)) == vit.token_counts((6, 6))
+    assert vit.token_counts((1, 3, 16, 64, 64)) == vit.token_counts()
+    with pytest.raises(ValueError, match='built for 16 frames.*T=8'):
+        vit.token_counts((8, 64, 64))
+    assert swin.token_counts() == swin.token_counts((32, 224, 224))
+
+
+@pytest.mark.parametrize('kind', ['vit', 'swin'])
+def test_kept_grids_are_the_kept_positions(kind):
+    """``kept_grids`` marks exactly the kept (t, h, w) cells per point."""
+    if kind == 'vit':
+        model, x, grids = vit_small(4), clip(b=2, t=16), [(8, 4, 4)] * 3
+    else:
+        model, x = build_pair(16)[1], clip(b=2)
+        grids = [(4, 8, 8), (4, 4, 4), (4, 2, 2)]
+    with torch.no_grad():
+        _, kept = model.forward_pruned(x)
+    cells = model.kept_grids(kept, x.shape)
+    assert [tuple(c.shape) for c in cells] == [(2, ) + g for g in grids]
+    for pos, c in zip(kept, cells):
+        for i in range(2):
+            t, h, w = torch.nonzero(c[i], as_tuple=True)
+            flat = (t * c.shape[2] + h) * c.shape[3] + w
+            assert sorted(flat.tolist()) == sorted(pos[i].tolist())
+
+
+@pytest.mark.parametrize('kind', ['vit', 'swin'])
+def test_forward_mutates_no_state(kind):
+    """A forward leaves every plain attribute of the backbone as it was."""
+    model = vit_small(4) if kind == 'vit' else build_pair(16)[1]
+    x = clip(b=1, t=16) if kind == 'vit' else clip(b=1)
+
+    def plain(m):  # tensors by identity: their values are weights
+        return {(name, k): id(v) if torch.is_tensor(v) else copy.copy(v)
+                for name, mod in m.named_modules()
+                for k, v in vars(mod).items()
+                if k not in ('_parameters', '_buffers', '_modules')}
+
+    before = plain(model)
+    with torch.no_grad():
+        model(x)
+        model.forward_pruned(x)
+    assert plain(model) == before
 
 
 def test_registered_and_strict_roundtrip(tmp_path):
@@ -458,6 +520,10 @@ def test_flops_other_configs(name, r):
 
 CONFIGS = [(a, r) for a in ('t', 's', 'b') for r in (0, 192, 256, 320)]
 
+#: Where the configs load Video Swin's released checkpoints from.
+RELEASE = ('https://github.com/SwinTransformer/storage/releases/download/'
+           'v1.0.4/')
+
 
 @pytest.mark.parametrize('arch, r',
                          CONFIGS + [('b_ssv2', r) for r in (0, 192, 256, 320)])
@@ -482,7 +548,8 @@ def test_configs(arch, r):
         assert cfg.model.cls_head.num_classes == 174
         assert sample == dict(
             type='UniformSample', clip_len=32, num_clips=1, test_mode=True)
-        assert cfg.load_from is None
+        assert cfg.load_from == (
+            RELEASE + 'swin_base_patch244_window1677_sthv2.pth')
     else:
         assert tuple(backbone.window_size) == (8, 7, 7)
         assert cfg.model.cls_head.num_classes == 400
@@ -490,8 +557,8 @@ def test_configs(arch, r):
                 sample['num_clips']) == (32, 2, 4)
         size = dict(t='tiny', s='small', b='base')[arch]
         assert backbone.arch == size
-        assert cfg.load_from.startswith('https://download.openmmlab.com/')
-        assert f'swin-{size}-p244-w877_in1k-pre' in cfg.load_from
+        assert cfg.load_from == (
+            f'{RELEASE}swin_{size}_patch244_window877_kinetics400_1k.pth')
     assert cfg.model.cls_head.in_channels == (768 if arch in 'ts' else 1024)
 
 

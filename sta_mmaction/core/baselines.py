@@ -1,0 +1,285 @@
+"""The baselines and ablations of STA, and the table that picks one.
+
+They share STA's prune points and per-group drop count ``r``, so every one of
+them leaves the same token counts (:data:`STRATEGIES`):
+
+* ``'random'``: a uniformly random keep set per group
+  (:func:`random_select`), seedable with a ``torch.Generator`` per sample
+  (:func:`clip_generators` derives one from a seed and the clip itself).
+* ``'temporal'``: STA without the semantic factor (``a = 0``):
+  :func:`~sta_mmaction.core.sta.sta_select` with ``semantic=False``.
+* ``'semantic'``: the semantic factor alone (accumulated redundancy ``= 1``).
+  With no redundancy there is no parity rule either, so every group, the
+  first visited one included, drops its ``r`` tokens of lowest activation
+  (score ``1 - a``, :func:`semantic_select`).
+* ``'tome'``: ToMe's bipartite soft matching inside each group, merging
+  instead of dropping (:func:`bipartite_match`, :func:`merge_tokens`, after
+  Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023).
+"""
+import hashlib
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import sta
+from .sta import best_partner, check_groups, gather_tokens
+
+#: Elements of a clip that :func:`clip_generators` hashes, at most.
+HASHED_ELEMENTS = 4096
+
+#: One generator for the batch, one per sample, or None (the global RNG).
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+
+def random_select(batch: int,
+                  num_tokens: int,
+                  num_groups: int,
+                  r: int,
+                  generator: Generators = None,
+                  device: Optional[torch.device] = None) -> Tensor:
+    """(B, N - G * r) indices of a uniformly random keep set per group.
+
+    Every group keeps ``n - r`` of its ``n`` tokens, drawn without
+    replacement, independently for every sample and group.
+
+    Args:
+        batch (int): B.
+        num_tokens (int): N, a multiple of ``num_groups``.
+        num_groups (int): G.
+        r (int): Tokens dropped per group.
+        generator (torch.Generator or Sequence[torch.Generator], optional):
+            Source of the draws, which are made on its device: one
+            generator for the whole batch, or ``batch`` generators, one per
+            sample, so that a sample's keep sets depend on its own generator
+            only, whatever the batch around it. The same generator states
+            give the same keep sets. Defaults to None, the global RNG of
+            ``device``.
+        device (torch.device, optional): Device of the returned indices.
+            Defaults to None, the generator's device (or the CPU).
+
+    Returns:
+        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time order
+        and each group's survivors in position order.
+    """
+    n = num_tokens // num_groups
+    if isinstance(generator, torch.Generator) or generator is None:
+        draw_on = generator.device if generator is not None else device
+        noise = torch.rand(
+            batch, num_groups, n, generator=generator,
+            device=draw_on)  # (B, G, n)
+    else:
+        generator = list(generator)
+        if len(generator) != batch:
+            raise ValueError(f'random_select got {len(generator)} '
+                             f'generators for a batch of {batch}; pass one '
+                             'per sample or a single one.')
+        noise = torch.stack([
+            torch.rand(num_groups, n, generator=g, device=g.device)
+            for g in generator
+        ])  # (B, G, n)
+    local = noise.argsort(dim=-1)[..., :n - r].sort(dim=-1).values
+    if device is not None:
+        local = local.to(device)
+    return _to_global(local, n)  # (B, N - G * r)
+
+
+def clip_generators(x: Tensor, seed: int) -> List[torch.Generator]:
+    """One CPU generator per clip of ``x``, from ``seed`` and the clip.
+
+    A sample's generator is seeded by a hash of ``seed`` and of a strided
+    subsample (at most :data:`HASHED_ELEMENTS` values, as float32) of its
+    own clip, so its draws do not depend on the batch size, on its place
+    in the batch or on the process that runs it; a deterministic test
+    pipeline gives every view the same keep sets in every run. The
+    subsample is copied to the host, one small copy per forward.
+
+    Args:
+        x (Tensor): (B, ...) the clips, as the backbone receives them.
+        seed (int): The ``'random'`` strategy's seed.
+
+    Returns:
+        list[torch.Generator]: B generators, to be drawn from in order at
+        each prune point.
+    """
+    flat = x.detach().reshape(x.shape[0], -1)  # (B, L)
+    stride = max(1, flat.shape[1] // HASHED_ELEMENTS)
+    sample = flat[:, ::stride].float().cpu().contiguous()  # (B, ceil(L/s))
+    gens = []
+    for row in sample:
+        digest = hashlib.blake2b(
+            f'{seed}:'.encode() + row.numpy().tobytes(), digest_size=8)
+        gens.append(torch.Generator().manual_seed(
+            int.from_bytes(digest.digest(), 'little') >> 1))
+    return gens
+
+
+def semantic_select(x: Tensor, num_groups: int, r: int) -> Tensor:
+    """(B, N, C) -> (B, N - G * r): each group keeps its most active tokens.
+
+    Survivors are ordered by ascending score ``1 - a``, as STA's later groups.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        score = 1 - sta.semantic_activation(x, num_groups)  # (B, G, n)
+    n = score.shape[-1]
+    local = torch.argsort(score, dim=-1, stable=True)[..., :n - r]
+    return _to_global(local, n)  # (B, N - G * r)
+
+
+def _to_global(local: Tensor, n: int) -> Tensor:
+    """(B, G, m) indices local to groups of ``n`` -> (B, G * m) global."""
+    offset = torch.arange(local.shape[1], device=local.device) * n  # (G, )
+    return (local + offset[:, None]).flatten(1)
+
+
+def _sta(x, keys, num_groups, r, reverse, generator):
+    return sta.sta_select(x, keys, num_groups, r, reverse)
+
+
+def _temporal(x, keys, num_groups, r, reverse, generator):
+    return sta.sta_select(x, keys, num_groups, r, reverse, semantic=False)
+
+
+def _random(x, keys, num_groups, r, reverse, generator):
+    return random_select(x.shape[0], x.shape[1], num_groups, r, generator,
+                         x.device)
+
+
+def _semantic(x, keys, num_groups, r, reverse, generator):
+    return semantic_select(x, num_groups, r)
+
+
+#: Selecting strategy -> ``f(x, keys, num_groups, r, reverse, generator)``.
+SELECTORS: Dict[str, Callable[..., Tensor]] = {
+    'sta': _sta,
+    'random': _random,
+    'temporal': _temporal,
+    'semantic': _semantic,
+}
+
+#: Token-reduction strategies, STA first. All but ``'tome'`` select tokens
+#: (:func:`select_tokens`); ``'tome'`` merges them (:func:`bipartite_match`).
+STRATEGIES = tuple(SELECTORS) + ('tome', )
+
+
+def validate_strategy(strategy: str) -> None:
+    """Raise a ``ValueError`` unless ``strategy`` is in :data:`STRATEGIES`."""
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f'strategy={strategy!r} is not a token-reduction '
+                         f'strategy; choose one of {STRATEGIES}.')
+
+
+def select_tokens(x: Tensor,
+                  keys: Tensor,
+                  num_groups: int,
+                  r: int,
+                  reverse: bool = False,
+                  *,
+                  strategy: str = 'sta',
+                  generator: Generators = None) -> Tensor:
+    """:data:`SELECTORS` ``[strategy]``: (B, N - G * r) kept indices.
+
+    Args:
+        x (Tensor): (B, N, C) block output tokens, time-major.
+        keys (Tensor): (B, N, c) the block's head-averaged attention keys.
+        num_groups (int): G, the number of equal consecutive groups.
+        r (int): Tokens dropped per group.
+        reverse (bool): Visit the groups in reverse time order (STA and
+            ``'temporal'``). Defaults to False.
+        strategy (str): A key of :data:`SELECTORS`. ``'tome'`` merges
+            rather than selects: use :func:`bipartite_match` and
+            :func:`merge_tokens`. Defaults to ``'sta'``.
+        generator (torch.Generator or Sequence[torch.Generator], optional):
+            Source of the ``'random'`` strategy's draws (see
+            :func:`random_select`). Ignored by the other strategies.
+            Defaults to None, the global RNG of ``x``'s device.
+
+    Returns:
+        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time
+        order. ``'random'`` keeps each group's survivors in position order.
+    """
+    validate_strategy(strategy)
+    if strategy == 'tome':
+        raise ValueError("strategy='tome' merges tokens instead of selecting "
+                         'them; use bipartite_match() and merge_tokens().')
+    check_groups(x.shape[1], num_groups, r)
+    if r <= 0:
+        return torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+    return SELECTORS[strategy](x, keys, num_groups, r, reverse, generator)
+
+
+def bipartite_match(keys: Tensor, num_groups: int,
+                    r: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """ToMe's bipartite soft matching inside each of ``G`` groups.
+
+    The idea is ToMe's (Bolya et al., ICLR 2023; ``tome/merge.py``): split a
+    group into alternating sets A (even positions) and B (odd positions),
+    link every A token to its most similar B token (key cosine), and merge
+    the ``r`` A tokens with the most similar links into their B partners.
+    Here it runs in every group of the STA schedule, so it removes the same
+    ``r`` tokens per group as the other strategies.
+
+    Args:
+        keys (Tensor): (B, N, c) attention keys averaged over heads; they
+            are L2-normalised here.
+        num_groups (int): G, the number of equal consecutive groups.
+        r (int): Tokens merged away per group, at most half a group.
+
+    Returns:
+        tuple[Tensor]: int64 indices into ``N``: ``kept`` (B, N - G * r), the
+        surviving tokens (groups in time order, each group's survivors in
+        position order); ``src`` (B, G * r), the tokens merged away; and
+        ``dst`` (B, G * r), the kept token each ``src`` token merges into.
+    """
+    b, n_tok, _ = keys.shape
+    n = check_groups(n_tok, num_groups, r)
+    if r <= 0:
+        empty = keys.new_zeros(b, 0, dtype=torch.long)
+        return (torch.arange(n_tok, device=keys.device).expand(b, -1), empty,
+                empty)
+    with torch.autocast(device_type=keys.device.type, enabled=False):
+        unit = F.normalize(keys.float(), dim=-1)  # (B, N, c)
+        unit = unit.view(b, num_groups, n, -1)  # (B, G, n, c)
+        best, partner = best_partner(unit)  # (B, G, nA)
+    order = torch.argsort(best, dim=-1, descending=True, stable=True)
+    src_a = order[..., :r]  # (B, G, r), A tokens merged away
+    kept_a = order[..., r:]  # (B, G, nA - r)
+    dst_b = partner.gather(-1, src_a)  # (B, G, r)
+    odd = torch.arange(1, n, 2, device=keys.device)  # (nB, )
+    odd = odd.expand(b, num_groups, -1)  # (B, G, nB)
+    kept = torch.cat([odd, kept_a * 2], dim=-1).sort(dim=-1).values
+    return (_to_global(kept, n), _to_global(src_a * 2, n),
+            _to_global(dst_b * 2 + 1, n))
+
+
+def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
+                 dst: Tensor) -> Tuple[Tensor, Tensor]:
+    """Size-weighted merge of ``src`` tokens into ``dst`` tokens.
+
+    Every token stands for ``size`` original patches. A kept token becomes
+    the size-weighted average of itself and the tokens merged into it, and
+    its size the sum of theirs, so sizes always add up to the original token
+    count (as ToMe's ``merge_wavg``).
+
+    Args:
+        x (Tensor): (B, N, C) tokens.
+        size (Tensor): (B, N) sizes; ones before the first merge.
+        kept (Tensor): (B, M) indices of the surviving tokens.
+        src (Tensor): (B, K) indices of the tokens merged away.
+        dst (Tensor): (B, K) the kept token each ``src`` merges into.
+
+    Returns:
+        tuple[Tensor]: merged tokens (B, M, C) in ``x``'s dtype and their
+        float32 sizes (B, M).
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        size = size.float()
+        total = x.float() * size.unsqueeze(-1)  # (B, N, C)
+        to_dst = dst.unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (B, K, C)
+        total = total.scatter_add(1, to_dst,
+                                  gather_tokens(total, src))  # (B, N, C)
+        size = size.scatter_add(1, dst, size.gather(1, src))  # (B, N)
+        size = size.gather(1, kept)  # (B, M)
+        merged = gather_tokens(total, kept) / size.unsqueeze(-1)  # (B, M, C)
+    return merged.to(x.dtype), size

@@ -1,0 +1,396 @@
+"""The layers of STASwin3D's pruned forward: kept tokens in Video Swin.
+
+The paper (Ding et al., ICCV 2023) applies STA to Video Swin but never
+released that code; the design here is fitted to its GFLOPs table. Window
+attention keeps running on full windows, with pruned positions masked out as
+keys, while the per-token layers (qkv, output projection, MLP, patch-merging
+reduction) run on the kept tokens only, by gather and scatter, so that
+neither fvcore nor the clock sees work that is not done. The attention
+itself (matmuls, softmax, bias) is not reduced, and on CPUs it and the
+unpruned stage 1 take most of Video Swin's time, so the wall-clock gain
+there stays below the FLOPs ratio (see
+``tools/analysis_tools/benchmark_swin_cpu.py``, which prints the bound).
+
+Schedule (:func:`sta_mmaction.core.swin_schedule`, the "stage by stage" fit
+of the paper's table). With ``D`` temporal slices (16 for 32 frames) and
+``r = drop_number``, STA prunes at the start of stages 2, 3 and 4, before
+their first block: groups of 1, 2 and 4 slices (``D``, ``D / 2``, ``D / 4``
+groups, the ViT's schedule on each stage's own grid) lose ``r``, ``r // 4``
+and ``r // 16`` tokens each, the middle point in reverse time order as the
+ViT's. Stage 1 runs in full. Between stages the kept set is carried through
+the patch merging: each group of the previous stage keeps its keep ratio,
+passing on ``ceil(k / 4)`` merged tokens for ``k`` kept tokens (even grids),
+those 2x2 positions with the most kept children (ties: the larger
+channel-sum of ``|x|`` over the kept children). The other fit of the paper's
+table (two points in stage 2) gives the same FLOPs; this one is chosen
+because every stage is priced by one rule.
+
+STA score at a prune point (:func:`select_with_keys`): the rule on the
+stage's candidate tokens (time-major, in groups), with the stage input as
+activations and, as keys, the first block's own attention keys
+``W_k norm1(x) + b_k`` averaged over heads. The keys are computed for all
+candidates (``C^2`` per token), the queries and values only for the kept
+ones, and the block reuses the keys.
+
+Fill of pruned positions:
+
+* window attention: the kept tokens' qkv is scattered into the full
+  (padded, shifted) windows (:class:`KeptWindows`); pruned positions get
+  :data:`PRUNED_KEY_BIAS` on their key logits, so a kept query (always its
+  own key) never sees them, and their own outputs are discarded;
+* patch merging (:func:`merge_kept`): a pruned position holds its last
+  features (the stage input, since it skipped every block of the stage); a
+  position that the previous carry dropped holds zeros. The merged 2x2
+  vector of a kept position then looks like stock's rather than
+  zero-diluted;
+* final pooling: ``norm3`` and the mean run over the kept tokens only.
+"""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmaction.models.backbones.swin import (BasicLayer, PatchMerging,
+                                            SwinTransformerBlock3D,
+                                            compute_mask, get_window_size)
+from torch import Tensor
+
+from ..core import (Generators, ceil_div, gather_tokens, scatter_tokens,
+                    select_tokens)
+
+#: Logit added to pruned keys. A row that holds any kept key gives them
+#: exactly zero weight (``exp`` underflows); a row without one (a pruned
+#: query, whose output is discarded) stays finite, where ``-inf`` would give
+#: NaN. It is finite in fp16 too.
+PRUNED_KEY_BIAS = -1e4
+
+
+class KeptWindows:
+    """Where a stage's kept tokens sit in its (padded, shifted) windows.
+
+    Rather than scattering into the grid and then padding, rolling and
+    partitioning it (as stock does with the whole grid), each kept token's
+    slot in the windowed layout is computed once per stage, and the blocks
+    scatter their qkv straight into the windows and gather their outputs
+    straight out of them.
+
+    Args:
+        pos (Tensor): (B, M) kept positions in the flat ``D*H*W`` grid.
+        dhw (tuple[int]): ``(D, H, W)`` of the stage.
+    """
+
+    def __init__(self, pos: Tensor, dhw: Tuple[int, int, int]) -> None:
+        self.pos = pos
+        self.dhw = dhw
+        self._cache: Dict[tuple, Tuple[Tensor, Tensor]] = {}
+
+    def padded_shape(self, window_size: Sequence[int]) -> Tuple[int, ...]:
+        return tuple(
+            ceil_div(n, w) * w for n, w in zip(self.dhw, window_size))
+
+    def _slot(self, pos: Tensor, window_size: Sequence[int],
+              shift_size: Sequence[int]) -> Tensor:
+        """Flat grid positions -> index in the (nW * N) windowed layout.
+
+        ``torch.roll`` by ``-shift`` moves index ``p`` to ``p - shift``, and
+        ``window_partition`` orders windows, then positions inside a window,
+        time-major.
+        """
+        _, h, w = self.dhw
+        dp, hp, wp = self.padded_shape(window_size)
+        wd, wh, ww = window_size
+        sd, sh, sw = shift_size
+        d_i = (pos // (h * w) - sd) % dp
+        h_i = (pos // w % h - sh) % hp
+        w_i = (pos % w - sw) % wp
+        win = (d_i // wd * (hp // wh) + h_i // wh) * (wp // ww) + w_i // ww
+        off = (d_i % wd * wh + h_i % wh) * ww + w_i % ww
+        return win * (wd * wh * ww) + off
+
+    def windows(self, window_size: Sequence[int], shift_size: Sequence[int],
+                mask_matrix: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """(B, M) slots of the kept tokens and the additive mask.
+
+        The mask is (B * nW, 1, N, N): the shifted-window mask where the
+        block shifts, plus :data:`PRUNED_KEY_BIAS` on pruned keys. Padding
+        stays a key, as in stock Swin, where it holds ``qkv(0)``.
+
+        Stock Swin masks the other regions of a shifted window with a logit
+        of -100, whose softmax weight (about ``e^-100``) is a subnormal
+        float: it changes no output in float32 but slows the attention
+        matmul several times on x86 CPUs. Here those keys get
+        :data:`PRUNED_KEY_BIAS` too, whose weight is exactly zero.
+        """
+        key = (tuple(window_size), tuple(shift_size))
+        if key not in self._cache:
+            d, h, w = self.dhw
+            dp, hp, wp = self.padded_shape(window_size)
+            n = window_size[0] * window_size[1] * window_size[2]
+            b = self.pos.shape[0]
+            device = self.pos.device
+            slot = self._slot(self.pos, window_size, shift_size)  # (B, M)
+            real = self._slot(
+                torch.arange(d * h * w, device=device), window_size,
+                shift_size)  # (D*H*W, )
+            pruned = torch.zeros(
+                b, dp * hp * wp, dtype=torch.bool, device=device)
+            pruned[:, real] = True
+            pruned = pruned.scatter(1, slot,
+                                    torch.zeros_like(slot, dtype=torch.bool))
+            bias = torch.zeros(b, dp * hp * wp, device=device)
+            bias = bias.masked_fill(pruned, PRUNED_KEY_BIAS)
+            bias = bias.view(-1, 1, 1, n)  # (B*nW, 1, 1, N)
+            if mask_matrix is not None and any(i > 0 for i in shift_size):
+                nw = mask_matrix.shape[0]
+                shift = torch.where(mask_matrix < 0, PRUNED_KEY_BIAS,
+                                    0.).to(bias.dtype)  # (nW, N, N)
+                bias = (bias.view(b, nw, 1, n) +
+                        shift.unsqueeze(0)).view(-1, 1, n, n)
+            self._cache[key] = (slot, bias)
+        return self._cache[key]
+
+
+def window_attention_core(blk: SwinTransformerBlock3D, windows: Tensor,
+                          mask: Tensor) -> Tensor:
+    """(B*nW, N, 3C) windowed qkv -> (B*nW, N, C) attention, before proj.
+
+    A copy of ``WindowAttention3D.forward`` from mmaction 1.2.0 that starts
+    from an already computed qkv, stops before the output projection, and
+    takes one additive mask (shifted windows and pruned keys together).
+    """
+    attn = blk.attn
+    B_, N, C3 = windows.shape
+    C = C3 // 3
+    # --- STA: qkv was computed on the kept tokens and scattered ---
+    qkv = windows.reshape(B_, N, 3, attn.num_heads,
+                          C // attn.num_heads).permute(2, 0, 3, 1, 4)
+    # --- end STA ---
+    q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, nH, N, C / nH)
+
+    q = q * attn.scale
+    a = q @ k.transpose(-2, -1)  # (B_, nH, N, N)
+
+    relative_position_bias = attn.relative_position_bias_table[
+        attn.relative_position_index[:N, :N].reshape(-1)].reshape(
+            N, N, -1)  # (N, N, nH)
+    relative_position_bias = relative_position_bias.permute(
+        2, 0, 1).contiguous()  # (nH, N, N)
+    a = a + relative_position_bias.unsqueeze(0)  # (B_, nH, N, N)
+
+    # --- STA: one mask for shifted windows and pruned keys, in place ---
+    a += mask.to(a.dtype)  # (B_, 1, N or 1, N) broadcast
+    # --- end STA ---
+    a = attn.softmax(a)
+    a = attn.attn_drop(a)
+    return (a @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
+
+
+def block_forward_kept(blk: SwinTransformerBlock3D,
+                       x: Tensor,
+                       grid: KeptWindows,
+                       mask_matrix: Tensor,
+                       qkv: Optional[Tensor] = None) -> Tensor:
+    """(B, M, C) kept tokens -> ``SwinTransformerBlock3D.forward`` on them.
+
+    A copy of ``SwinTransformerBlock3D.forward`` (with ``forward_part1``)
+    from mmaction 1.2.0. norm1, qkv, proj and the MLP run on the ``M`` kept
+    tokens; only the attention matmuls see the full windows, into which the
+    qkv of the kept tokens is scattered (padding holds ``qkv(0)``, the qkv
+    bias, as in stock). The pad / roll / partition of stock become one
+    scatter into the windowed layout, and the reverse one gather.
+    ``with_cp`` is not honoured.
+
+    Args:
+        blk (SwinTransformerBlock3D): The block.
+        x (Tensor): (B, M, C) kept tokens.
+        grid (KeptWindows): Their positions.
+        mask_matrix (Tensor): The stage's shifted-window mask.
+        qkv (Tensor, optional): (B, M, 3C) their qkv, when the prune point
+            already computed it. Defaults to None.
+    """
+    B, M, C = x.shape
+    window_size, shift_size = get_window_size(grid.dhw, blk.window_size,
+                                              blk.shift_size)
+    shortcut = x
+    # --- STA: qkv on kept tokens, scattered into the windows ---
+    if qkv is None:
+        qkv = blk.attn.qkv(blk.norm1(x))  # (B, M, 3C)
+    slot, mask = grid.windows(window_size, shift_size, mask_matrix)
+    n = window_size[0] * window_size[1] * window_size[2]
+    bias = blk.attn.qkv.bias
+    if bias is None:
+        fill = qkv.new_zeros(3 * C)
+    else:  # stock pads after norm1, so padding holds qkv(0) = bias
+        fill = bias.to(qkv.dtype)
+    windows = fill.expand(B, mask.shape[0] // B * n, 3 * C).contiguous()
+    scatter_tokens(windows, slot, qkv)  # (B, nW*N, 3C)
+    out = window_attention_core(blk, windows.view(-1, n, 3 * C),
+                                mask)  # (B*nW, N, C)
+    out = gather_tokens(out.view(B, -1, C), slot)  # (B, M, C)
+    out = blk.attn.proj_drop(blk.attn.proj(out))  # (B, M, C)
+    # --- end STA ---
+    x = shortcut + blk.drop_path(out)
+    x = x + blk.forward_part2(x)  # (B, M, C)
+    return x
+
+
+def select_with_keys(
+        blk: SwinTransformerBlock3D, tokens: Tensor, pos: Tensor,
+        point: Dict[str, int], reverse: bool, strategy: str,
+        generator: Generators) -> Tuple[Tensor, Tensor, Tensor]:
+    """``strategy`` at a stage's start, on the first block's keys.
+
+    Args:
+        blk (SwinTransformerBlock3D): The stage's first block.
+        tokens (Tensor): (B, N, C) candidate tokens.
+        pos (Tensor): (B, N) their positions in the stage's flat grid.
+        point (dict): The stage's entry of ``swin_schedule``.
+        reverse (bool): Visit the groups in reverse time order.
+        strategy (str): The backbone's strategy.
+        generator (Generators): The ``'random'`` strategy's generators.
+
+    Returns:
+        tuple: kept tokens (B, M, C), their positions (B, M) and their
+        qkv (B, M, 3C) for the first block.
+    """
+    attn = blk.attn
+    b, n, c = tokens.shape
+    normed = blk.norm1(tokens)  # (B, N, C)
+    w_q, w_k, w_v = attn.qkv.weight.chunk(3)  # (C, C) each
+    if attn.qkv.bias is None:
+        b_q = b_k = b_v = None
+    else:
+        b_q, b_k, b_v = attn.qkv.bias.chunk(3)
+    k = F.linear(normed, w_k, b_k)  # (B, N, C), all candidates
+    keys = k.view(b, n, attn.num_heads, -1).mean(2)  # (B, N, C / nH)
+    idx = select_tokens(
+        tokens,
+        keys,
+        point['groups'],
+        point['drop'],
+        reverse=reverse,
+        strategy=strategy,
+        generator=generator)  # (B, M)
+    tokens = gather_tokens(tokens, idx)  # (B, M, C)
+    normed = gather_tokens(normed, idx)  # (B, M, C)
+    q = F.linear(normed, w_q, b_q)  # (B, M, C), kept only
+    v = F.linear(normed, w_v, b_v)  # (B, M, C), kept only
+    qkv = torch.cat([q, gather_tokens(k, idx), v], dim=-1)  # (B, M, 3C)
+    return tokens, pos.gather(1, idx), qkv
+
+
+def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
+                       dhw: Tuple[int, int, int], point: Dict[str, int],
+                       reverse: bool, strategy: str,
+                       generator: Generators) -> Tuple[Tensor, Tensor]:
+    """Prune a stage's candidates, then run its blocks on the kept tokens.
+
+    Args:
+        layer (BasicLayer): The stage.
+        tokens (Tensor): (B, N, C) candidate tokens.
+        pos (Tensor): (B, N) their positions in the stage's flat grid.
+        dhw (tuple[int]): ``(D, H, W)`` of the stage.
+        point (dict): The stage's entry of ``swin_schedule``.
+        reverse (bool): Visit the groups in reverse time order.
+        strategy (str): The backbone's strategy.
+        generator (Generators): The ``'random'`` strategy's generators.
+
+    Returns:
+        tuple[Tensor]: the stage's output on the kept tokens (B, M, C) and
+        their positions (B, M).
+    """
+    window_size, shift_size = get_window_size(dhw, layer.window_size,
+                                              layer.shift_size)
+    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip(dhw, window_size))
+    attn_mask = compute_mask(dp, hp, wp, window_size, shift_size,
+                             tokens.device)
+    tokens, pos, qkv = select_with_keys(layer.blocks[0], tokens, pos, point,
+                                        reverse, strategy, generator)
+    grid = KeptWindows(pos, dhw)
+    for i, blk in enumerate(layer.blocks):
+        tokens = block_forward_kept(blk, tokens, grid, attn_mask,
+                                    qkv if i == 0 else None)
+    return tokens, pos
+
+
+def merge_kept(
+    merge: PatchMerging, grid_in: Tensor, tokens: Tensor, pos: Tensor,
+    dhw: Tuple[int, int, int], groups: int, carried: int
+) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, int, int]]:
+    """Patch merging on the kept set (a copy of ``PatchMerging.forward``).
+
+    The merged 2x2 vectors are gathered for the carried positions only,
+    so the norm and the reduction run on those alone.
+
+    Args:
+        merge (PatchMerging): The stage's downsample layer.
+        grid_in (Tensor): (B, D*H*W, C) the stage input (last features
+            of pruned positions, zeros where the carry dropped them).
+        tokens (Tensor): (B, M, C) kept tokens after the stage's blocks.
+        pos (Tensor): (B, M) their positions.
+        dhw (tuple[int]): ``(D, H, W)`` of the stage.
+        groups (int): Groups of the stage's prune point.
+        carried (int): Merged tokens each group passes on.
+
+    Returns:
+        tuple: merged tokens (B, groups*carried, 2C), their positions in
+        the merged grid, the next stage's input grid (zeros but for the
+        carried tokens) and its ``(D, H/2, W/2)``.
+    """
+    # --- STA: the stage's grid from its input and the kept tokens ---
+    B, M, C = tokens.shape
+    D, H, W = dhw
+    x = scatter_tokens(
+        grid_in.to(tokens.dtype, copy=True), pos, tokens)  # (B, DHW, C)
+    x = x.view(B, D, H, W, C)
+    kept = torch.zeros(B, D * H * W, device=x.device)
+    kept = kept.scatter(1, pos, torch.ones_like(pos, dtype=kept.dtype))
+    kept = kept.view(B, D, H, W)  # 1 at kept positions
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        act = x.abs().sum(-1, dtype=torch.float32) * kept  # (B, D, H, W)
+    # --- end STA ---
+
+    # padding
+    pad_input = (H % 2 == 1) or (W % 2 == 1)
+    if pad_input:
+        x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        # --- STA: pad the kept mask and activations alike ---
+        kept = F.pad(kept, (0, W % 2, 0, H % 2))
+        act = F.pad(act, (0, W % 2, 0, H % 2))
+        # --- end STA ---
+
+    # --- STA: carry the merged positions with the most kept children ---
+    _, _, hp, wp, _ = x.shape
+    h2, w2 = hp // 2, wp // 2
+    n = D // groups * h2 * w2  # merged positions per group
+    children = ((0, 0), (1, 0), (0, 1), (1, 1))  # x0, x1, x2, x3
+    count = sum(kept[:, :, i::2, j::2] for i, j in children)
+    score = sum(act[:, :, i::2, j::2] for i, j in children)
+    order = torch.argsort(
+        score.view(B, groups, n), dim=-1, descending=True, stable=True)
+    by_count = torch.argsort(
+        count.view(B, groups, n).gather(-1, order),
+        dim=-1,
+        descending=True,
+        stable=True)
+    top = order.gather(-1, by_count)[..., :carried]  # (B, G, carried)
+    top = top.sort(dim=-1).values  # raster order inside a group
+    offset = torch.arange(groups, device=x.device).unsqueeze(-1) * n
+    new_pos = (top + offset).flatten(1)  # (B, M'), in D x h2 x w2
+    d_i = new_pos // (h2 * w2)
+    h_i = new_pos // w2 % h2
+    w_i = new_pos % w2
+    flat = x.reshape(B, D * hp * wp, C)
+    x = torch.cat([
+        gather_tokens(flat, (d_i * hp + 2 * h_i + i) * wp + 2 * w_i + j)
+        for i, j in children
+    ], -1)  # (B, M', 4C), as x0, x1, x2, x3
+    # --- end STA ---
+
+    x = merge.norm(x)
+    x = merge.reduction(x)  # (B, M', 2C)
+
+    # --- STA: the next stage's input grid, for its own carry ---
+    grid_next = scatter_tokens(
+        x.new_zeros(B, D * h2 * w2, x.shape[-1]), new_pos, x)
+    # --- end STA ---
+    return x, new_pos, grid_next, (D, h2, w2)

@@ -1,0 +1,61 @@
+"""kept_masks: the pictures take their cells from the backbone itself."""
+import numpy as np
+import pytest
+import torch
+
+from sta_mmaction.models import STASwin3D, STAViT
+from sta_mmaction.visualization.kept_tokens import (kept_masks,
+                                                    single_view_pipeline)
+
+
+@pytest.mark.parametrize('kind', ['vit', 'swin'])
+def test_masks_are_the_backbones_kept_grids(kind):
+    """Each mask is ``kept_grids`` of the view, nothing re-derived."""
+    torch.manual_seed(0)
+    if kind == 'vit':
+        backbone = STAViT(
+            img_size=64, embed_dims=48, depth=3, num_heads=4, drop_number=4)
+        x = torch.randn(1, 3, 16, 64, 64)
+    else:
+        backbone = STASwin3D(
+            arch=dict(
+                embed_dims=24, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4]),
+            window_size=(2, 4, 4),
+            pretrained2d=False,
+            drop_number=16)
+        # 72 pixels: odd stage grids, which pad (9 -> 5 -> 3 cells)
+        x = torch.randn(1, 3, 8, 72, 72)
+    calls, given = [], []
+    real = backbone.kept_grids
+
+    def recording(kept, shape):
+        calls.append(tuple(shape))
+        given.append(real(kept, shape))
+        return given[-1]
+
+    backbone.kept_grids = recording
+    masks, stride, counts, _ = kept_masks(backbone, x)
+    assert calls == [tuple(x.shape)] and stride == 2
+    for mask, cells, count in zip(masks, given[0], counts):
+        assert isinstance(mask, np.ndarray)
+        assert np.array_equal(mask, cells[0].numpy())
+        assert count == dict(kept=int(mask.sum()), total=mask.size)
+    if kind == 'swin':
+        assert [m.shape for m in masks] == [(4, 9, 9), (4, 5, 5), (4, 3, 3)]
+
+
+def test_single_view_of_every_multi_view_step():
+    """VideoMAE's samplers and three crops give one clip, one crop too."""
+    from mmengine.config import Config
+    cfg = Config(dict(test_pipeline=[
+        dict(type='DecordInit'),
+        dict(type='VideoMAEKineticsSample', clip_len=16, frame_interval=4,
+             num_clips=5, test_mode=True),
+        dict(type='VideoMAEResize', short_side=224),
+        dict(type='VideoMAEThreeCrop', crop_size=224),
+        dict(type='ThreeCrop', crop_size=224),
+        dict(type='FormatShape', input_format='NCTHW'),
+    ]))
+    steps = single_view_pipeline(cfg)
+    assert steps[1]['num_clips'] == 1
+    assert steps[3] == steps[4] == dict(type='CenterCrop', crop_size=224)
