@@ -29,7 +29,7 @@ flops: $(STAMP)
 	  $(PY) tools/analysis_tools/get_flops.py configs/sta_vit$${m}_k400_r64.py \
 	    --drop-numbers 0 32 48 64 || exit 1; \
 	done
-	for c in swint_k400 swins_k400 swinb_k400 swinb_ssv2; do \
+	for c in swint_k400 swins_k400 swinb_k400 swinb22k_k400 swinb_ssv2; do \
 	  $(PY) tools/analysis_tools/get_flops.py configs/sta_$${c}_r0.py \
 	    --drop-numbers 0 192 256 320 || exit 1; \
 	done

@@ -10,17 +10,21 @@ pruned one alike.
 counter; :func:`sdpa_flop_jit` gives fvcore a handle for it so that a
 backbone that uses it is not undercounted.
 """
-from typing import Any, Dict, List, Sequence, Tuple
+import math
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
+from mmaction.models.backbones.swin import SwinTransformer3D, get_window_size
 from mmengine.config import Config
 from torch import nn
 
-from ..core import group_schedule, prune_layers, token_counts
+from ..core import (ceil_div, group_schedule, prune_layers, swin_grids,
+                    swin_plan, token_counts, validate_drop_number)
 from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
 from ..models import STASwin3D, STAViT
+from ..models.sta_swin import DEFAULT_CLIP, SWIN_STRATEGIES
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -99,12 +103,8 @@ def view_token_counts(backbone: nn.Module,
     ``STAViT``: before the first point and after each; ``STASwin3D``: the
     tokens of stages 1-4. Empty for a backbone that does not prune.
     """
-    clip = tuple(int(n) for n in shape[2:])
-    if isinstance(backbone, STASwin3D):
-        return list(backbone.token_counts(clip))
-    if isinstance(backbone, STAViT):
-        p = backbone.patch_size
-        return list(backbone.token_counts((clip[1] // p, clip[2] // p)))
+    if isinstance(backbone, (STASwin3D, STAViT)):
+        return list(backbone.token_counts(tuple(shape)))
     return []
 
 
@@ -191,12 +191,155 @@ def analytic_vit_flops(embed_dims: int,
         flops += n * c * 3 * c + 2 * n * n * c + n * c * c + 2 * n * c * hidden
         if i in layers:
             g = groups[seen]
-            size = n // g
-            half = size // 2
-            flops += (size - half) * half * key_dims  # parity matching
-            src = size  # the first group passes all its tokens on
-            for _ in range(g - 1):
-                flops += src * size * key_dims + src * size  # cos, w @ P
-                src = size - drop_number
+            flops += _sta_select_flops(g, n // g, drop_number, key_dims)
             seen += 1
     return float(flops)
+
+
+#: fvcore's count per element of an affine ``LayerNorm``.
+LAYER_NORM_FLOPS = 5
+
+#: Strategies whose selection runs STA's key matmuls; the others (random
+#: draws, activation sums) do no multiply-adds.
+SCORING_STRATEGIES = ('sta', 'temporal')
+
+
+def _sta_select_flops(groups: int, size: int, drop: int,
+                      key_dims: int) -> int:
+    """Multiply-adds of ``sta_select`` on ``groups`` groups of ``size``."""
+    if drop <= 0:  # sta_select keeps everything without scoring
+        return 0
+    half = size // 2
+    flops = (size - half) * half * key_dims  # parity matching
+    src = size  # the first group passes all its tokens on
+    for _ in range(groups - 1):
+        flops += src * size * key_dims + src * size  # cos, w @ P
+        src = size - drop
+    return flops
+
+
+def _swin_arch(arch: Union[str, Dict]) -> Tuple[int, List[int], List[int]]:
+    """``SwinTransformer3D``'s ``arch`` -> embed_dims, depths, num_heads."""
+    zoo = SwinTransformer3D.arch_zoo
+    if isinstance(arch, str):
+        if arch.lower() not in zoo:
+            raise ValueError(f'arch={arch!r} is not a Video Swin arch; use '
+                             f'one of {sorted(zoo)} or a dict of '
+                             'embed_dims, depths and num_heads.')
+        arch = zoo[arch.lower()]
+    keys = ('embed_dims', 'depths', 'num_heads')
+    if not isinstance(arch, dict) or set(arch) != set(keys):
+        raise ValueError(f'arch={arch!r} must be a name or a dict with '
+                         f'exactly the keys {keys}.')
+    depths, heads = list(arch['depths']), list(arch['num_heads'])
+    if len(depths) != 4 or len(heads) != 4:
+        raise ValueError(f'arch={arch!r}: analytic_swin_flops counts the 4 '
+                         'stages of STASwin3D, so depths and num_heads need '
+                         '4 entries each.')
+    return int(arch['embed_dims']), depths, heads
+
+
+def analytic_swin_flops(arch: Union[str, Dict],
+                        clip: Sequence[int] = DEFAULT_CLIP,
+                        drop_number: int = 0,
+                        strategy: str = 'sta',
+                        window_size: Sequence[int] = (8, 7, 7),
+                        patch_size: Sequence[int] = (2, 4, 4),
+                        mlp_ratio: float = 4.,
+                        in_channels: int = 3,
+                        patch_norm: bool = True) -> float:
+    """Multiply-adds of an (STA-pruned) ``STASwin3D`` on one clip, by hand.
+
+    The count of :func:`analytic_vit_flops` for Video Swin, priced on what
+    :meth:`STASwin3D.forward_pruned` runs (``drop_number=0``: the stock
+    forward), with the kept-token counts of
+    :func:`sta_mmaction.core.swin_plan`:
+
+    * the patch embedding and its norm, on the padded clip's patches;
+    * stage 1, and every stage at ``drop_number=0``, as stock: norm1, norm2
+      and the MLP on the grid, qkv and proj on the grid padded to whole
+      windows;
+    * at a prune point (stages 2-4): norm1 and the keys on every candidate,
+      queries and values on the kept tokens only, and the strategy's
+      scoring (STA's parity and accumulation matmuls; none for
+      ``'random'`` and ``'semantic'``);
+    * the blocks of a pruned stage: norm1 (after the first block), qkv,
+      proj, norm2 and the MLP on the kept tokens;
+    * window attention (``q @ k^T`` and ``attn @ v``) over every position
+      of every window, pruned or padding, as the design keeps it;
+    * each patch merging's norm and reduction on the merged tokens it
+      carries (the whole grid when stock), and the final norm.
+
+    Norms are priced as fvcore prices them (:data:`LAYER_NORM_FLOPS` per
+    element). What fvcore skips (softmax, element-wise ops, means, sorts,
+    gathers) is left out, so the count is exactly fvcore's trace: equal on
+    small variants with padded windows and odd merge grids, at ``r > 0`` and
+    ``r = 0``, and on Swin-T at ``r = 320`` on 32 x 224^2
+    (``tests/test_analysis/test_flops.py``,
+    ``tests/test_models/test_sta_swin.py``).
+
+    Args:
+        arch (str | dict): ``SwinTransformer3D``'s ``arch``: a name of its
+            ``arch_zoo`` or a dict of ``embed_dims``, ``depths`` and
+            ``num_heads`` (4 stages).
+        clip (Sequence[int]): ``(T, H, W)`` of the clip. Defaults to
+            32 x 224 x 224.
+        drop_number (int): ``r``. Defaults to 0.
+        strategy (str): The backbone's strategy. Defaults to ``'sta'``.
+        window_size (Sequence[int]): Video Swin's window. Defaults to
+            ``(8, 7, 7)``.
+        patch_size (Sequence[int]): Video Swin's patch. Defaults to
+            ``(2, 4, 4)``.
+        mlp_ratio (float): MLP expansion. Defaults to 4.
+        in_channels (int): Input channels. Defaults to 3.
+        patch_norm (bool): Whether the patch embedding is normed. Defaults
+            to True.
+
+    Returns:
+        float: FLOPs (multiply-adds) per clip.
+    """
+    embed_dims, depths, num_heads = _swin_arch(arch)
+    validate_drop_number(drop_number)
+    if strategy not in SWIN_STRATEGIES:
+        raise ValueError(f'strategy={strategy!r} is not a strategy of '
+                         f'STASwin3D; choose one of {SWIN_STRATEGIES}.')
+    if len(clip) != 3:
+        raise ValueError(f'clip={tuple(clip)} must be the (T, H, W) of one '
+                         'clip.')
+    ln = LAYER_NORM_FLOPS
+    d, grids = swin_grids(clip, patch_size)
+    full = [d * h * w for h, w in grids]  # grid positions of stages 1-4
+    if drop_number:
+        points = swin_plan(clip, patch_size, drop_number)
+        inputs = full[:1] + [p['groups'] * p['candidates'] for p in points]
+        kept = full[:1] + [p['groups'] * p['kept'] for p in points]
+    else:
+        points, inputs, kept = [], full, full
+    flops = full[0] * embed_dims * in_channels * math.prod(patch_size)
+    if patch_norm:
+        flops += ln * full[0] * embed_dims
+    for s, (depth, heads) in enumerate(zip(depths, num_heads)):
+        c = embed_dims * 2**s
+        hidden = int(c * mlp_ratio)
+        n, m = inputs[s], kept[s]
+        if s:  # merging of the carried 2x2 cells: norm (4C') and 4C' -> C
+            flops += n * 2 * c * (ln + c)
+        dhw = (d, ) + grids[s]
+        win = get_window_size(dhw, window_size)
+        windows = math.prod(ceil_div(a, b) for a, b in zip(dhw, win))
+        attn = 2 * windows * math.prod(win)**2 * c  # q @ k^T, attn @ v
+        # attention, proj, norm2 and MLP of a block on kept tokens
+        tail = attn + m * c * c + ln * m * c + 2 * m * c * hidden
+        if s and points:
+            p = points[s - 1]
+            flops += ln * n * c + n * c * c + 2 * m * c * c  # norm1, k; q, v
+            if strategy in SCORING_STRATEGIES:
+                flops += _sta_select_flops(p['groups'], p['candidates'],
+                                           p['drop'], c // heads)
+            flops += depth * tail + (depth - 1) * (ln * m * c + 3 * m * c * c)
+        else:
+            padded = windows * math.prod(win)
+            flops += depth * (ln * m * c + 3 * padded * c * c + attn +
+                              padded * c * c + ln * m * c +
+                              2 * m * c * hidden)
+    return float(flops + ln * kept[-1] * embed_dims * 2**3)  # final norm

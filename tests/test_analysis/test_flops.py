@@ -3,9 +3,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from sta_mmaction.analysis import (analytic_vit_flops, backbone_report,
-                                   count_flops, sdpa_flop_jit, view_shape)
-from sta_mmaction.models import STAViT
+from sta_mmaction.analysis import (analytic_swin_flops, analytic_vit_flops,
+                                   backbone_report, count_flops, view_shape)
+from sta_mmaction.models import STASwin3D, STAViT
 
 from ..conftest import ROOT
 
@@ -57,4 +57,63 @@ def test_sdpa_handle_counts_attention():
     k = torch.randn(2, 3, 12, 8)
     v = torch.randn(2, 3, 12, 5)
     assert count_flops(Sdpa(), (q, k, v))['flops'] == 2 * 3 * 10 * 12 * (8 + 5)
-    assert sdpa_flop_jit is not None
+
+
+#: Small Video Swin variants, each traced in about a second:
+#: (arch, window_size, clip, r, strategy).
+SMALL_SWINS = {
+    # stock at r = 0, windows padded at stages 1-3 (16 -> 18, 8 -> 9, 4 -> 6)
+    'padded_r0': (dict(embed_dims=16, depths=[2, 1, 1, 1],
+                       num_heads=[1, 2, 2, 4]), (2, 3, 3), (8, 64, 64), 0,
+                  'sta'),
+    # STA at every prune point, padded windows, two blocks on kept tokens
+    'padded_sta': (dict(embed_dims=16, depths=[1, 2, 2, 1],
+                        num_heads=[1, 2, 2, 4]), (2, 3, 3), (8, 64, 64), 16,
+                   'sta'),
+    # clip padded to whole patches, an odd grid at a merging (3 -> 2), no
+    # drop at stage 4 (8 // 16 = 0)
+    'odd_temporal': (dict(embed_dims=16, depths=[1, 2, 1, 1],
+                          num_heads=[2, 2, 4, 4]), (4, 4, 4), (15, 46, 46),
+                     8, 'temporal'),
+    # a strategy without scoring matmuls
+    'random': (dict(embed_dims=16, depths=[1, 1, 1, 1],
+                    num_heads=[1, 2, 2, 4]), (2, 4, 4), (8, 64, 64), 16,
+               'random'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(SMALL_SWINS))
+def test_analytic_swin_equals_fvcore(case):
+    """The by-hand count is fvcore's trace, op for op, on the structure."""
+    arch, window, clip, r, strategy = SMALL_SWINS[case]
+    torch.manual_seed(0)
+    swin = STASwin3D(
+        arch=arch,
+        window_size=window,
+        pretrained2d=False,
+        drop_number=r,
+        strategy=strategy).eval()
+    x = torch.randn((1, 3) + clip)
+    with torch.no_grad():
+        traced = count_flops(swin, (x, ))['flops']
+    assert analytic_swin_flops(arch, clip, r, strategy, window) == traced
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(arch='huge'), r"arch='huge' is not a Video Swin arch"),
+    (dict(arch=dict(embed_dims=96, depths=[2, 2, 6, 2])),
+     'exactly the keys'),
+    (dict(arch=dict(embed_dims=96, depths=[2, 2, 6], num_heads=[3, 6, 12])),
+     '4 entries each'),
+    (dict(arch='tiny', clip=(1, 3, 32, 224, 224)),
+     r'clip=\(1, 3, 32, 224, 224\) must be the \(T, H, W\)'),
+    (dict(arch='tiny', drop_number=-1), 'drop_number=-1 is negative'),
+    (dict(arch='tiny', drop_number=320, strategy='tome'),
+     "strategy='tome' is not a strategy of STASwin3D"),
+    (dict(arch='tiny', clip=(20, 224, 224), drop_number=320),
+     r'ceil\(20 / 2\) = 10'),
+    (dict(arch='tiny', drop_number=4096), 'drop_number=4096 is too large'),
+])
+def test_analytic_swin_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        analytic_swin_flops(**kwargs)

@@ -15,21 +15,14 @@ import torch
 from mmaction.registry import MODELS
 
 import sta_mmaction.core.sta as sta_core
-from sta_mmaction.models import STAViT
+from sta_mmaction.models import STASwin3D, STAViT
 
+from .test_sta_swin import SMALL as SWIN_SMALL
 from .test_sta_vit import SMALL
 
 #: Where our checks live: a ValueError must be raised from one of these.
 OUR_CODE = (osp.join('sta_mmaction', 'core'),
             osp.join('sta_mmaction', 'models'))
-
-try:
-    from sta_mmaction.models import STASwin3D
-    from .test_sta_swin import SMALL as SWIN_SMALL
-except ImportError:  # the Swin backbone is not part of this checkout
-    STASwin3D = None
-needs_swin = pytest.mark.skipif(
-    STASwin3D is None, reason='sta_mmaction.models has no STASwin3D')
 
 
 def raised_by_our_check(excinfo):
@@ -112,7 +105,6 @@ def test_vit_bad_clip_unpruned(shape):
 # --- bad settings and clips: STASwin3D --------------------------------------
 
 
-@needs_swin
 @pytest.mark.parametrize('r, shape, parts', [
     (-3, None, ('drop_number=-3', 'must be >= 0')),
     (33, (1, 3, 8, 64, 64), ('drop_number=33', '(T, H, W) = (8, 64, 64)',
@@ -196,7 +188,6 @@ def test_recognizer_black_clip_is_finite(dtype, record_semantic):
     assert float(out.pred_score.sum()) == pytest.approx(1.0, abs=1e-2)
 
 
-@needs_swin
 @pytest.mark.parametrize('dtype', DTYPES, ids=DTYPE_IDS)
 def test_swin_constant_clip_is_finite(dtype, record_semantic):
     torch.manual_seed(0)
@@ -264,7 +255,6 @@ def test_vit_kept_tokens_deterministic_and_batch_independent():
             assert torch.equal(first[p][i], alone[i][p][0])
 
 
-@needs_swin
 def test_swin_kept_tokens_deterministic_and_batch_independent():
     torch.manual_seed(0)
     swin = STASwin3D(**SWIN_SMALL, drop_number=16).eval()
@@ -361,7 +351,6 @@ def test_init_sta_checks_before_it_sets():
     assert (vit.drop_number, vit.strategy, vit.seed) == (4, 'random', 1)
 
 
-@needs_swin
 def test_swin_init_sta_has_no_prop_attn():
     swin = STASwin3D(**SWIN_SMALL)
     with pytest.raises(ValueError) as err:

@@ -196,7 +196,7 @@ def test_other_resolution_prunes():
     with torch.no_grad():
         feats, kept = pruned.forward_pruned(clip(b=1, size=96))
     assert feats.shape == (1, 48)
-    assert [k.shape[1] for k in kept] == pruned.token_counts((6, 6))[1:]
+    assert [k.shape[1] for k in kept] == pruned.token_counts((16, 96, 96))[1:]
 
 
 def test_zero_drop_accepts_what_stock_accepts():

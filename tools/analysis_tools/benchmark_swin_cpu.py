@@ -21,7 +21,7 @@ is :func:`sta_mmaction.analysis.benchmark.swin_cpu_benchmark` and
 run, all variants alike. Stock Video Swin masks shifted windows with a
 logit of -100, whose softmax weight is a subnormal float, and x86 CPUs
 multiply subnormals several times slower; the STA path masks with -1e4,
-whose weight is exactly zero (see ``sta_mmaction.models.sta_swin``). With
+whose weight is exactly zero (see ``sta_mmaction.models.swin_layers``). With
 the flag, stock runs as fast as it can and the comparison is between the
 algorithms.
 """
