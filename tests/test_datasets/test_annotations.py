@@ -7,7 +7,7 @@ from mmaction.registry import DATASETS
 from mmengine.logging import MMLogger
 
 from sta_mmaction.datasets import AnnotationError, load_video_list
-from ..test_tools.test_corrupt_videos import PIPELINE
+from .test_corrupt_videos import PIPELINE
 from ..test_tools.test_dist_test import make_video
 
 

@@ -7,7 +7,7 @@ from mmaction.registry import DATASETS, METRICS
 
 from sta_mmaction.datasets import (IdentifiedDumpResults,
                                    NothingEvaluatedError, SkippedVideosMetric)
-from ..test_tools.test_corrupt_videos import PIPELINE
+from .test_corrupt_videos import PIPELINE
 from ..test_tools.test_dist_test import make_video
 
 #: (file, label); broken.mp4 holds zeros. The blank line is not a sample.

@@ -8,7 +8,7 @@ from mmengine.config import Config
 
 from sta_mmaction.datasets import (AnnotationError, set_num_classes_from_head,
                                    wire_test_data)
-from ..test_tools.test_corrupt_videos import PIPELINE
+from .test_corrupt_videos import PIPELINE
 
 ACC = dict(type='AccMetric')
 

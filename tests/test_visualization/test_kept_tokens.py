@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from sta_mmaction.models import STASwin3D, STAViT
-from sta_mmaction.visualization.kept_tokens import (kept_masks,
+from sta_mmaction.visualization.kept_tokens import (BLANK, blank_pruned,
+                                                    kept_masks,
                                                     single_view_pipeline)
 
 
@@ -59,3 +60,32 @@ def test_single_view_of_every_multi_view_step():
     steps = single_view_pipeline(cfg)
     assert steps[1]['num_clips'] == 1
     assert steps[3] == steps[4] == dict(type='CenterCrop', crop_size=224)
+
+
+@pytest.mark.parametrize('kind', ['vit', 'swin'])
+def test_masks_count_the_kept_tokens(kind):
+    """Cells marked kept are exactly the tokens each prune point keeps."""
+    torch.manual_seed(0)
+    if kind == 'vit':
+        backbone = STAViT(
+            img_size=64, embed_dims=48, depth=6, num_heads=4, drop_number=4)
+        x = torch.randn(1, 3, 16, 64, 64)
+    else:
+        backbone = STASwin3D(
+            arch=dict(
+                embed_dims=24, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4]),
+            window_size=(2, 4, 4),
+            pretrained2d=False,
+            drop_number=16)
+        x = torch.randn(1, 3, 8, 64, 64)
+    masks, stride, counts, _ = kept_masks(backbone, x)
+    assert stride == 2
+    assert [
+        int(m.sum()) for m in masks
+    ] == backbone.token_counts(*(() if kind == 'vit' else ((8, 64, 64), )))[1:]
+    assert [c['kept'] for c in counts] == [int(m.sum()) for m in masks]
+    frame = np.full((64, 64, 3), 7, np.uint8)
+    drawn = blank_pruned(frame, masks[-1][0])
+    blank = (drawn == BLANK).all(-1)
+    cell = 64 // masks[-1].shape[1]
+    assert blank.sum() == (~masks[-1][0]).sum() * cell * cell

@@ -14,7 +14,7 @@ from mmaction.registry import DATASETS, METRICS
 
 from sta_mmaction.datasets import (CorruptVideoError, NothingEvaluatedError,
                                    SkippedVideosMetric, wire_test_data)
-from .test_dist_test import (LABELS, last_metrics, make_video_set,
+from ..test_tools.test_dist_test import (LABELS, last_metrics, make_video_set,
                              run_test_py, tiny_checkpoint, write_tiny_config)
 
 PIPELINE = [
