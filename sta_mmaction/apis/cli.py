@@ -24,7 +24,7 @@ def run_cli(main: Callable[[], Any]) -> Any:
     try:
         return main()
     except USER_ERRORS as err:
-        tool = osp.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+        tool = osp.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
         message = str(err)
         if isinstance(err, FileNotFoundError) and err.filename:
             message = f'no such file: {osp.abspath(err.filename)}'

@@ -43,7 +43,7 @@ def test_bad_setting_is_one_line_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert line.startswith('tools/analysis_tools/get_flops.py: error: ')
+    assert line.startswith('get_flops.py: error: ')
     assert 'STAPruningHook' in line
 
 
