@@ -8,7 +8,8 @@ prune point and what produced the numbers (config, checkpoint and its
 SHA-256, r, strategy, views) are reported beside the accuracy; unreadable
 videos stop the run naming the file, or are skipped and listed;
 ``--launcher pytorch`` also runs on CPU-only machines (gloo); ``--quick``
-tests 1 clip x 1 centre crop per video.
+tests 1 clip x 1 centre crop per video; ``--fused-attention``, ``--amp
+{fp16,bf16}`` and ``--compile`` run the fast paths.
 """
 import argparse
 import os
@@ -92,6 +93,21 @@ def parse_args():
         'stopping; the metrics then report num_evaluated, num_skipped and '
         'skipped_videos, and the list is written to '
         '<work_dir>/skipped_videos.txt.')
+    parser.add_argument(
+        '--fused-attention',
+        action='store_true',
+        help='attention through torch scaled_dot_product_attention in the '
+        'STA backbone (or STAPruningHook); outputs equal the explicit path '
+        'to float rounding')
+    parser.add_argument(
+        '--amp',
+        choices=['fp16', 'bf16'],
+        help='test under torch.autocast with this dtype (bf16 on CPU or '
+        'CUDA, fp16 on CUDA only); scores are made float32 for the metrics')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the backbone before the first forward')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -116,7 +132,10 @@ def main():
         show=args.show,
         show_dir=args.show_dir,
         interval=args.interval,
-        wait_time=args.wait_time)
+        wait_time=args.wait_time,
+        fused_attention=args.fused_attention,
+        amp=args.amp,
+        compile=args.compile)
     return run_test(cfg)
 
 

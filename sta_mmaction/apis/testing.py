@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from mmaction.registry import RUNNERS
 from ..datasets import wire_test_data
 from ..engine import add_test_hooks
+from ..engine.amp import check_amp
 from ..engine.run_logging import quiet_repeated_warnings, use_main_rank_json
 from ..visualization import single_view_pipeline
 
@@ -39,7 +40,10 @@ def configure_test(config: str,
                    show: bool = False,
                    show_dir: Optional[str] = None,
                    interval: int = 1,
-                   wait_time: float = 2) -> Config:
+                   wait_time: float = 2,
+                   fused_attention: bool = False,
+                   amp: Optional[str] = None,
+                   compile: bool = False) -> Config:
     """The config of one test run, as ``tools/test.py`` runs it.
 
     Args:
@@ -65,6 +69,16 @@ def configure_test(config: str,
         show_dir (str, optional): Save visualizations here. Defaults to None.
         interval (int): Visualize every ``interval`` samples. Defaults to 1.
         wait_time (float): Seconds each window shows. Defaults to 2.
+        fused_attention (bool): Set ``fused_attention=True`` on the STA
+            backbone and on every ``STAPruningHook`` (fused attention, see
+            ``STAViT``). A stock backbone without the hook is a
+            ``ValueError``. Defaults to False: the config's setting.
+        amp (str, optional): ``'bf16'`` (CPU, CUDA) or ``'fp16'`` (CUDA):
+            test under ``torch.autocast`` with that dtype, scores made
+            float32 for the metrics (``STATestLoop``). Defaults to None,
+            float32.
+        compile (bool): ``torch.compile`` the backbone before the first
+            forward (``STATestLoop``). Defaults to False.
 
     Returns:
         Config: Ready for :func:`run_test`.
@@ -98,10 +112,61 @@ def configure_test(config: str,
             'Pass one: python tools/test.py CONFIG CHECKPOINT.')
     if allow_partial_load:
         cfg.allow_partial_load = True
+    if fused_attention:
+        use_fused_attention(cfg)
+    if amp is not None or compile:
+        use_test_loop(cfg, amp, compile)
     cap_workers(cfg)
     wire_test_data(cfg, skip_corrupt=skip_corrupt_videos, dump_file=dump)
     add_test_hooks(cfg)
     return cfg
+
+
+def use_fused_attention(cfg: Config) -> None:
+    """Turn on ``fused_attention`` wherever the config prunes.
+
+    ``STAViT`` / ``STASwin3D`` backbones and ``STAPruningHook`` entries get
+    ``fused_attention=True``; a stock backbone that no hook converts would
+    ignore it (MMAction2's ``VisionTransformer`` swallows unknown
+    arguments), so that is a ``ValueError``.
+    """
+    backbone = cfg.model.get('backbone', {})
+    hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if h.get('type') == 'STAPruningHook'
+    ]
+    if backbone.get('type') not in STA_BACKBONES and not hooks:
+        raise ValueError(
+            '--fused-attention needs an STA backbone '
+            f'({", ".join(STA_BACKBONES)}) or an STAPruningHook, but '
+            'model.backbone.type='
+            f'{backbone.get("type")!r} and custom_hooks has no '
+            "STAPruningHook; add custom_hooks=[dict(type='STAPruningHook', "
+            'drop_number=0)] to run the stock weights with it.')
+    if backbone.get('type') in STA_BACKBONES:
+        backbone.fused_attention = True
+    for hook in hooks:
+        hook['fused_attention'] = True
+
+
+def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
+    """Run the test through ``STATestLoop`` with ``amp`` and ``compile``.
+
+    mmengine 0.10.7's ``TestLoop`` names no autocast dtype and its
+    ``cfg.compile`` is applied when training only (see
+    :mod:`sta_mmaction.engine.amp`). The config's own ``TestLoop`` settings
+    are kept; another loop type is a ``ValueError``.
+    """
+    import torch
+    check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu')
+    loop = dict(cfg.get('test_cfg') or dict(type='TestLoop'))
+    if loop.get('type', 'TestLoop') not in ('TestLoop', 'STATestLoop'):
+        raise ValueError(
+            f"test_cfg.type={loop['type']!r}: --amp and --compile run the "
+            "test through STATestLoop, a TestLoop; use test_cfg=dict("
+            "type='TestLoop') or drop --amp/--compile.")
+    loop.update(type='STATestLoop', amp=amp, compile=bool(compile))
+    cfg.test_cfg = loop
 
 
 def pruning_of(cfg: Config) -> Tuple[Optional[int], Optional[str]]:

@@ -1,4 +1,5 @@
-"""mmengine glue: hooks that report and guard STA test runs."""
+"""mmengine glue: hooks that report and guard STA test runs, the test loop."""
+from .amp import STATestLoop
 from .checkpoint_hook import CheckpointKeysHook
 from .hooks import TEST_HOOKS, STAReportHook, add_test_hooks, unwrap
 from .provenance import ProvenanceHook
@@ -7,6 +8,7 @@ from .run_logging import MainRankJsonLoggerHook
 
 __all__ = [
     'TEST_HOOKS', 'CheckpointKeysHook', 'MainRankJsonLoggerHook',
-    'ProvenanceHook', 'STAPruningHook', 'STAReportHook', 'add_test_hooks',
+    'ProvenanceHook', 'STAPruningHook', 'STAReportHook', 'STATestLoop',
+    'add_test_hooks',
     'convert_backbone', 'unwrap'
 ]

@@ -21,8 +21,9 @@ class ProvenanceHook(Hook):
     The record lands in the test metrics (so in the work dir's JSON log) and
     in the run's last log line, after the accuracy:
 
-    * ``backbone``, ``drop_number``, ``strategy``, ``seed``: the backbone as
-      it ran, read after any ``STAPruningHook`` converted it;
+    * ``backbone``, ``drop_number``, ``strategy``, ``seed``,
+      ``fused_attention``: the backbone as it ran, read after any
+      ``STAPruningHook`` converted it;
     * ``config``, ``checkpoint``: the files the run names; the checkpoint
       check adds ``checkpoint_file`` (the local file read, e.g. the cached
       download) and ``checkpoint_sha256`` (its first 12 hex digits), and, for
@@ -46,6 +47,7 @@ class ProvenanceHook(Hook):
             drop_number=getattr(backbone, 'drop_number', 0),
             strategy=getattr(backbone, 'strategy', None),
             seed=getattr(backbone, 'seed', None),
+            fused_attention=getattr(backbone, 'fused_attention', False),
             config=osp.abspath(cfg.filename) if cfg.filename else None,
             checkpoint=cfg.get('load_from'),
             protocol=cfg.get('test_protocol', 'config'))

@@ -55,7 +55,8 @@ class STAPruningHook(Hook):
             backbone's own if it already is an STA one, else ``'sta'``.
         seed (int, optional): Seed of the ``'random'`` strategy. Defaults to
             None: the backbone's own, else torch's global RNG.
-        **settings: Other STA settings, e.g. ``prop_attn`` (``STAViT``);
+        **settings: Other STA settings, e.g. ``prop_attn`` (``STAViT``) or
+            ``fused_attention`` (both backbones);
             unknown ones are a ``ValueError`` naming the closest known one.
     """
 

@@ -3,18 +3,19 @@
 The class holds the settings and the forward; the layers that run on kept
 tokens, and the design notes, are in :mod:`sta_mmaction.models.swin_layers`.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from einops import rearrange
 from mmaction.models.backbones.swin import SwinTransformer3D
 from mmaction.registry import MODELS
 from torch import Tensor
 
 from ..core import (STRATEGIES, kept_cells, swin_grids, swin_plan,
                     visits_in_reverse)
-from .strategy import (check_known, check_strategy_args, init_arguments,
-                       sample_generators)
-from .swin_layers import merge_kept, stage_forward_kept
+from .strategy import (check_flag, check_known, check_strategy_args,
+                       init_arguments, sample_generators)
+from .swin_layers import layer_forward_fused, merge_kept, stage_forward_kept
 
 #: Strategies STASwin3D supports: all that select tokens. ToMe's merging is
 #: left out because a merged token stands for patches from anywhere in its
@@ -58,25 +59,37 @@ class STASwin3D(SwinTransformer3D):
             content, so its kept tokens do not depend on the batch or the
             process (see ``STAViT``). Ignored by the other strategies.
             Defaults to None, torch's global RNG.
+        fused_attention (bool): Window attention through
+            ``torch.nn.functional.scaled_dot_product_attention``, with the
+            relative position bias, the shifted-window mask and the pruned
+            keys as one additive float mask (masked keys at
+            :data:`~sta_mmaction.models.swin_layers.PRUNED_KEY_BIAS`: never
+            NaN, no subnormal weights), in every stage and at any
+            ``drop_number``; with True, ``drop_number=0`` runs this class's
+            full-grid forward rather than the stock one and gives the stock
+            feature maps to float rounding. Defaults to False, the explicit
+            attention (stock, bit-identical, at ``drop_number=0``).
         *args, **kwargs: Arguments of ``SwinTransformer3D``. An argument
             neither class knows is a ``ValueError`` naming the closest known
             one.
     """
 
     #: STA's settings, the arguments of :meth:`init_sta`.
-    STA_SETTINGS = ('drop_number', 'strategy', 'seed')
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'fused_attention')
 
     def __init__(self,
                  *args,
                  drop_number: int = 0,
                  strategy: str = 'sta',
                  seed: Optional[int] = None,
+                 fused_attention: bool = False,
                  **kwargs) -> None:
         check_known('STASwin3D', kwargs,
                     init_arguments(SwinTransformer3D) +
                     list(self.STA_SETTINGS))
         super().__init__(*args, **kwargs)
-        self.init_sta(drop_number, strategy, seed)
+        self.init_sta(
+            drop_number, strategy, seed, fused_attention=fused_attention)
 
     def init_sta(self,
                  drop_number: int = 0,
@@ -94,9 +107,12 @@ class STASwin3D(SwinTransformer3D):
             drop_number (int): ``r``. Defaults to 0.
             strategy (str): See the class doc. Defaults to ``'sta'``.
             seed (int, optional): See the class doc. Defaults to None.
-            **settings: None are defined; any key is a ``ValueError``.
+            **settings: ``fused_attention`` (bool). Defaults to False. Any
+                other key is a ``ValueError``.
         """
         check_known('STASwin3D', settings, self.STA_SETTINGS, what='setting')
+        fused = settings.get('fused_attention', False)
+        check_flag('fused_attention', fused)
         check_strategy_args(
             strategy,
             seed,
@@ -127,6 +143,7 @@ class STASwin3D(SwinTransformer3D):
         self.drop_number = drop_number
         self.strategy = strategy
         self.seed = seed
+        self.fused_attention = fused
 
     def train(self, mode: bool = True) -> 'STASwin3D':
         """``SwinTransformer3D.train``, returning ``self`` as torch does."""
@@ -205,8 +222,47 @@ class STASwin3D(SwinTransformer3D):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> stock feature map, or (B, C', 1, 1, 1)."""
         if self.drop_number == 0:
+            if self.fused_attention:
+                return self.forward_fused(x)
             return super().forward(x)
         return self.forward_pruned(x)[0]
+
+    def forward_fused(self, x: Tensor) -> Union[Tensor, Tuple[Tensor]]:
+        """(B, C, T, H, W) -> the stock outputs, with fused attention.
+
+        A copy of ``SwinTransformer3D.forward`` from mmaction 1.2.0 whose
+        stages run :func:`~sta_mmaction.models.swin_layers.
+        layer_forward_fused`; nothing is pruned.
+        """
+        x = self.patch_embed(x)
+
+        x = self.pos_drop(x)
+
+        outs = []
+        for i, layer in enumerate(self.layers):
+            # --- STA: the stage with fused attention ---
+            x = layer_forward_fused(
+                layer,
+                x.contiguous(),
+                do_downsample=self.out_after_downsample)
+            # --- end STA ---
+
+            if i in self.out_indices:
+                norm_layer = getattr(self, f'norm{i}')
+                out = norm_layer(x)
+                out = rearrange(out, 'b d h w c -> b c d h w').contiguous()
+                outs.append(out)
+
+            if layer.downsample is not None and not self.out_after_downsample:
+                x = layer.downsample(x)
+
+            if i < self.num_layers - 1:
+                x = rearrange(x, 'b d h w c -> b c d h w')
+
+        if len(outs) == 1:
+            return outs[0]
+
+        return tuple(outs)
 
     def forward_pruned(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """(B, C, T, H, W) -> pooled features and kept positions per stage.
@@ -232,7 +288,10 @@ class STASwin3D(SwinTransformer3D):
 
         # --- STA: stage 1 in full, stages 2-4 on kept tokens ---
         first = self.layers[0]
-        x = first(x.contiguous(), do_downsample=False)  # (B, D, H, W, C)
+        if self.fused_attention:
+            x = layer_forward_fused(first, x.contiguous(), False)
+        else:
+            x = first(x.contiguous(), do_downsample=False)  # (B, D, H, W, C)
         x = first.downsample(x)  # (B, D, H2, W2, 2C)
         b, d, h, w, c = x.shape
         grid_in = x.reshape(b, d * h * w, c)  # last features, stage input
@@ -246,7 +305,8 @@ class STASwin3D(SwinTransformer3D):
                     (d, h, w), points[p - 1]['groups'], points[p]['carried'])
             tokens, pos = stage_forward_kept(layer, tokens, pos, (d, h, w),
                                              points[p], visits_in_reverse(p),
-                                             self.strategy, gens)
+                                             self.strategy, gens,
+                                             self.fused_attention)
             kept.append(pos)
         norm_layer = getattr(self, f'norm{self.num_layers - 1}')
         out = norm_layer(tokens).mean(1)  # (B, C'), kept tokens only

@@ -12,14 +12,14 @@ from ..core import (bipartite_match, check_drop_number, gather_tokens,
                     group_schedule, kept_cells, merge_tokens, prune_layers,
                     select_tokens, token_counts, validate_drop_number,
                     visits_in_reverse)
-from .strategy import (check_known, check_strategy_args, init_arguments,
-                       sample_generators)
+from .strategy import (check_flag, check_known, check_strategy_args,
+                       init_arguments, sample_generators)
 
 
-def attention_with_keys(
-        attn: Attention,
-        x: Tensor,
-        log_size: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def attention_with_keys(attn: Attention,
+                        x: Tensor,
+                        log_size: Optional[Tensor] = None,
+                        fused: bool = False) -> Tuple[Tensor, Tensor]:
     """(B, N, C) -> output (B, N, C) and head-averaged keys (B, N, C / h).
 
     A copy of ``Attention.forward`` from mmaction 1.2.0 that also hands back
@@ -31,6 +31,9 @@ def attention_with_keys(
         log_size (Tensor, optional): (B, N) log of the number of patches
             each token stands for, added to the attention logits (ToMe's
             proportional attention). Defaults to None, plain attention.
+        fused (bool): Attend with ``F.scaled_dot_product_attention`` on the
+            same q, k and v (``log_size`` becomes its additive mask) instead
+            of the explicit (N x N) matmul and softmax. Defaults to False.
     """
     B, N, C = x.shape
 
@@ -44,17 +47,27 @@ def attention_with_keys(
     qkv = qkv.reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, N, C / h)
 
-    q = q * attn.scale
-    a = q @ k.transpose(-2, -1)  # (B, h, N, N)
-    # --- STA: proportional attention for merged tokens ---
-    if log_size is not None:
-        a = a + log_size[:, None, None, :].to(a.dtype)  # (B, h, N, N)
+    # --- STA: fused attention, or proportional attention for merged tokens
+    if fused:
+        mask = None if log_size is None else log_size[:, None, None, :].to(
+            q.dtype)  # (B, 1, 1, N)
+        x = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=attn.attn_drop.p if attn.training else 0.,
+            scale=attn.scale)  # (B, h, N, C / h)
+        x = x.transpose(1, 2).reshape(B, N, -1)
+    else:
+        q = q * attn.scale
+        a = q @ k.transpose(-2, -1)  # (B, h, N, N)
+        if log_size is not None:
+            a = a + log_size[:, None, None, :].to(a.dtype)  # (B, h, N, N)
+        a = a.softmax(dim=-1)
+        a = attn.attn_drop(a)
+        x = (a @ v).transpose(1, 2).reshape(B, N, -1)
     # --- end STA ---
-
-    a = a.softmax(dim=-1)
-    a = attn.attn_drop(a)
-
-    x = (a @ v).transpose(1, 2).reshape(B, N, -1)
     x = attn.proj(x)
     x = attn.proj_drop(x)
     # --- STA: keys averaged over heads (B, N, C / h) ---
@@ -64,15 +77,15 @@ def attention_with_keys(
 
 def block_with_keys(blk: Block,
                     x: Tensor,
-                    log_size: Optional[Tensor] = None
-                    ) -> Tuple[Tensor, Tensor]:
+                    log_size: Optional[Tensor] = None,
+                    fused: bool = False) -> Tuple[Tensor, Tensor]:
     """(B, N, C) -> ``Block.forward(x)`` and the attention's keys.
 
-    ``log_size`` (B, N), when given, turns on proportional attention (see
-    :func:`attention_with_keys`).
+    ``log_size`` (B, N), when given, turns on proportional attention and
+    ``fused`` the fused attention (see :func:`attention_with_keys`).
     """
     # --- STA: the attention also returns its keys ---
-    y, keys = attention_with_keys(blk.attn, blk.norm1(x), log_size)
+    y, keys = attention_with_keys(blk.attn, blk.norm1(x), log_size, fused)
     # --- end STA ---
     if hasattr(blk, 'gamma_1'):
         x = x + blk.drop_path(blk.gamma_1 * y)
@@ -130,11 +143,20 @@ class STAViT(VisionTransformer):
         prop_attn (bool): With ``'tome'``, add ``log(size)`` to the attention
             logits of every block after the first merge (ToMe's proportional
             attention). Ignored by the other strategies. Defaults to True.
+        fused_attention (bool): Attend with
+            ``torch.nn.functional.scaled_dot_product_attention`` on the q, k
+            and v each block projects once (STA still reads those keys;
+            ToMe's ``log(size)`` is its additive mask), at any
+            ``drop_number``; with True, ``drop_number=0`` runs this class's
+            forward rather than the stock one, and matches it to float
+            rounding. Defaults to False: the explicit attention of
+            MMAction2, bit-identical to it at ``drop_number=0``.
         *args, **kwargs: Arguments of ``VisionTransformer``.
     """
 
     #: STA's settings, the arguments of :meth:`init_sta`.
-    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn')
+    STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn',
+                    'fused_attention')
 
     def __init__(self,
                  *args,
@@ -142,12 +164,18 @@ class STAViT(VisionTransformer):
                  strategy: str = 'sta',
                  seed: Optional[int] = None,
                  prop_attn: bool = True,
+                 fused_attention: bool = False,
                  **kwargs) -> None:
         check_known('STAViT', kwargs,
                     init_arguments(VisionTransformer) +
                     list(self.STA_SETTINGS))
         super().__init__(*args, **kwargs)
-        self.init_sta(drop_number, strategy, seed, prop_attn=prop_attn)
+        self.init_sta(
+            drop_number,
+            strategy,
+            seed,
+            prop_attn=prop_attn,
+            fused_attention=fused_attention)
 
     def init_sta(self,
                  drop_number: int = 0,
@@ -164,14 +192,15 @@ class STAViT(VisionTransformer):
             drop_number (int): ``r``. Defaults to 0.
             strategy (str): See the class doc. Defaults to ``'sta'``.
             seed (int, optional): See the class doc. Defaults to None.
-            **settings: ``prop_attn`` (bool). Defaults to True.
+            **settings: ``prop_attn`` (bool, defaults to True) and
+                ``fused_attention`` (bool, defaults to False).
         """
         check_known('STAViT', settings, self.STA_SETTINGS, what='setting')
         prop_attn = settings.get('prop_attn', True)
+        fused = settings.get('fused_attention', False)
         check_strategy_args(strategy, seed)
-        if not isinstance(prop_attn, bool):
-            raise ValueError(f'prop_attn={prop_attn!r} must be True or '
-                             'False.')
+        check_flag('prop_attn', prop_attn)
+        check_flag('fused_attention', fused)
         validate_drop_number(drop_number)
         tubelet = self.patch_embed.projection.kernel_size[0]
         grid_h, grid_w = self.grid_size
@@ -193,6 +222,7 @@ class STAViT(VisionTransformer):
         self.strategy = strategy
         self.seed = seed
         self.prop_attn = prop_attn
+        self.fused_attention = fused
         self.tubelet_size = tubelet
         self.num_frames = slices * tubelet
         self.prune_layers = layers
@@ -203,10 +233,8 @@ class STAViT(VisionTransformer):
 
         Args:
             shape (Sequence[int], optional): The clip's ``(T, H, W)`` or the
-                view's ``(B, C, T, H, W)``, as for ``STASwin3D``. A 2-tuple
-                is still read as the ``(h, w)`` token grid, the signature
-                ``sta_mmaction.analysis.flops.view_token_counts`` calls.
-                Defaults to None, the clip the model was built for.
+                view's ``(B, C, T, H, W)``, as for ``STASwin3D``. Defaults to
+                None, the clip the model was built for.
         """
         slices, h, w = self._token_grid(shape)
         return token_counts(h * w, slices, self.drop_number)
@@ -236,8 +264,6 @@ class STAViT(VisionTransformer):
         if shape is None:
             return (slices, ) + tuple(self.grid_size)
         shape = tuple(int(n) for n in shape)
-        if len(shape) == 2:
-            return (slices, ) + shape
         if len(shape) not in (3, 5):
             raise ValueError(
                 f'shape={shape} must be a clip (T, H, W) or a view '
@@ -278,7 +304,7 @@ class STAViT(VisionTransformer):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, C') clip features."""
-        if self.drop_number == 0:
+        if self.drop_number == 0 and not self.fused_attention:
             self._check_input(x)
             return super().forward(x)
         return self.forward_pruned(x)[0]
@@ -290,7 +316,8 @@ class STAViT(VisionTransformer):
         pruning fenced in. The second output holds, for each prune point, the
         (B, N_kept) indices of the surviving tokens in the full (time-major)
         token grid, in the order the rule leaves them. With ``'tome'`` a
-        surviving token also carries the tokens merged into it.
+        surviving token also carries the tokens merged into it. At
+        ``drop_number=0`` the prune points keep every token in place.
         """
         # --- STA: validate the clip before any reshape can fail ---
         self._check_input(x)
@@ -319,19 +346,23 @@ class STAViT(VisionTransformer):
         groups = group_schedule(self.num_frames // self.tubelet_size)
         point = dict(zip(self.prune_layers, range(len(groups))))
         positions = torch.arange(x.shape[1], device=x.device).expand(b, -1)
-        merging = self.strategy == 'tome'
+        merging = self.strategy == 'tome' and self.drop_number > 0
+        fused = self.fused_attention
         size = log_size = None  # (B, N) patches per token, for 'tome'
         if merging:
             size = x.new_ones(b, x.shape[1], dtype=torch.float32)
         kept = []
         for i, blk in enumerate(self.blocks):
             if i not in point:
-                x = blk(x) if log_size is None else block_with_keys(
-                    blk, x, log_size)[0]
+                x = blk(x) if log_size is None and not fused else \
+                    block_with_keys(blk, x, log_size, fused)[0]
                 continue
             p = point[i]
-            x, keys = block_with_keys(blk, x,
-                                      log_size)  # (B, N, C), (B, N, C / h)
+            x, keys = block_with_keys(blk, x, log_size,
+                                      fused)  # (B, N, C), (B, N, C / h)
+            if self.drop_number == 0:
+                kept.append(positions)
+                continue
             if merging:
                 idx, src, dst = bipartite_match(keys, groups[p],
                                                 self.drop_number)

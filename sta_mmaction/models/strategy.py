@@ -44,6 +44,17 @@ def check_known(owner: str,
             f'{owner} got an unknown {what} {key}={value!r}; {hint}')
 
 
+def check_flag(name: str, value) -> None:
+    """Raise a ``ValueError`` unless the setting ``name`` is a bool.
+
+    Args:
+        name (str): The setting, for the message.
+        value: Its value.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f'{name}={value!r} must be True or False.')
+
+
 def check_strategy_args(strategy: str,
                         seed: Optional[int],
                         allowed: Sequence[str] = STRATEGIES,

@@ -149,13 +149,24 @@ class KeptWindows:
         return self._cache[key]
 
 
-def window_attention_core(blk: SwinTransformerBlock3D, windows: Tensor,
-                          mask: Tensor) -> Tensor:
+def window_attention_core(blk: SwinTransformerBlock3D,
+                          windows: Tensor,
+                          mask: Tensor,
+                          fused: bool = False) -> Tensor:
     """(B*nW, N, 3C) windowed qkv -> (B*nW, N, C) attention, before proj.
 
     A copy of ``WindowAttention3D.forward`` from mmaction 1.2.0 that starts
     from an already computed qkv, stops before the output projection, and
     takes one additive mask (shifted windows and pruned keys together).
+
+    Args:
+        blk (SwinTransformerBlock3D): The block.
+        windows (Tensor): (B*nW, N, 3C) its qkv in windows.
+        mask (Tensor): (B*nW, 1, N or 1, N) additive mask of
+            :meth:`KeptWindows.windows`.
+        fused (bool): Attend with ``F.scaled_dot_product_attention``, the
+            relative position bias and ``mask`` summed into its one additive
+            float mask. Defaults to False, the explicit matmuls.
     """
     attn = blk.attn
     B_, N, C3 = windows.shape
@@ -166,14 +177,27 @@ def window_attention_core(blk: SwinTransformerBlock3D, windows: Tensor,
     # --- end STA ---
     q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, nH, N, C / nH)
 
-    q = q * attn.scale
-    a = q @ k.transpose(-2, -1)  # (B_, nH, N, N)
-
     relative_position_bias = attn.relative_position_bias_table[
         attn.relative_position_index[:N, :N].reshape(-1)].reshape(
             N, N, -1)  # (N, N, nH)
     relative_position_bias = relative_position_bias.permute(
         2, 0, 1).contiguous()  # (nH, N, N)
+    # --- STA: fused attention with bias, shift and pruned keys as one mask
+    if fused:
+        bias = relative_position_bias.unsqueeze(0).to(q.dtype) + mask.to(
+            q.dtype)  # (B_, nH, N, N)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=bias,
+            dropout_p=attn.attn_drop.p if attn.training else 0.,
+            scale=attn.scale)  # (B_, nH, N, C / nH)
+        return out.transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
+    # --- end STA ---
+
+    q = q * attn.scale
+    a = q @ k.transpose(-2, -1)  # (B_, nH, N, N)
     a = a + relative_position_bias.unsqueeze(0)  # (B_, nH, N, N)
 
     # --- STA: one mask for shifted windows and pruned keys, in place ---
@@ -188,7 +212,8 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
                        x: Tensor,
                        grid: KeptWindows,
                        mask_matrix: Tensor,
-                       qkv: Optional[Tensor] = None) -> Tensor:
+                       qkv: Optional[Tensor] = None,
+                       fused: bool = False) -> Tensor:
     """(B, M, C) kept tokens -> ``SwinTransformerBlock3D.forward`` on them.
 
     A copy of ``SwinTransformerBlock3D.forward`` (with ``forward_part1``)
@@ -206,6 +231,8 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
         mask_matrix (Tensor): The stage's shifted-window mask.
         qkv (Tensor, optional): (B, M, 3C) their qkv, when the prune point
             already computed it. Defaults to None.
+        fused (bool): Fused attention (see :func:`window_attention_core`).
+            Defaults to False.
     """
     B, M, C = x.shape
     window_size, shift_size = get_window_size(grid.dhw, blk.window_size,
@@ -223,8 +250,8 @@ def block_forward_kept(blk: SwinTransformerBlock3D,
         fill = bias.to(qkv.dtype)
     windows = fill.expand(B, mask.shape[0] // B * n, 3 * C).contiguous()
     scatter_tokens(windows, slot, qkv)  # (B, nW*N, 3C)
-    out = window_attention_core(blk, windows.view(-1, n, 3 * C),
-                                mask)  # (B*nW, N, C)
+    out = window_attention_core(blk, windows.view(-1, n, 3 * C), mask,
+                                fused)  # (B*nW, N, C)
     out = gather_tokens(out.view(B, -1, C), slot)  # (B, M, C)
     out = blk.attn.proj_drop(blk.attn.proj(out))  # (B, M, C)
     # --- end STA ---
@@ -278,10 +305,15 @@ def select_with_keys(
     return tokens, pos.gather(1, idx), qkv
 
 
-def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
-                       dhw: Tuple[int, int, int], point: Dict[str, int],
-                       reverse: bool, strategy: str,
-                       generator: Generators) -> Tuple[Tensor, Tensor]:
+def stage_forward_kept(layer: BasicLayer,
+                       tokens: Tensor,
+                       pos: Tensor,
+                       dhw: Tuple[int, int, int],
+                       point: Dict[str, int],
+                       reverse: bool,
+                       strategy: str,
+                       generator: Generators,
+                       fused: bool = False) -> Tuple[Tensor, Tensor]:
     """Prune a stage's candidates, then run its blocks on the kept tokens.
 
     Args:
@@ -293,6 +325,8 @@ def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
         reverse (bool): Visit the groups in reverse time order.
         strategy (str): The backbone's strategy.
         generator (Generators): The ``'random'`` strategy's generators.
+        fused (bool): Fused attention (see :func:`window_attention_core`).
+            Defaults to False.
 
     Returns:
         tuple[Tensor]: the stage's output on the kept tokens (B, M, C) and
@@ -308,8 +342,44 @@ def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
     grid = KeptWindows(pos, dhw)
     for i, blk in enumerate(layer.blocks):
         tokens = block_forward_kept(blk, tokens, grid, attn_mask,
-                                    qkv if i == 0 else None)
+                                    qkv if i == 0 else None, fused)
     return tokens, pos
+
+
+def layer_forward_fused(layer: BasicLayer,
+                        x: Tensor,
+                        do_downsample: bool = True) -> Tensor:
+    """``BasicLayer.forward`` on the full grid, with fused attention.
+
+    Every position is kept, so each block is :func:`block_forward_kept`
+    with ``fused=True``: the same qkv, bias and windows as stock, the
+    shifted-window mask at :data:`PRUNED_KEY_BIAS` rather than -100 (no
+    subnormal weights, the same outputs to float rounding).
+
+    Args:
+        layer (BasicLayer): The stage.
+        x (Tensor): (B, C, D, H, W) its input, as ``BasicLayer.forward``
+            takes it.
+        do_downsample (bool): Apply the stage's patch merging. Defaults to
+            True.
+
+    Returns:
+        Tensor: (B, D, H, W, C) or, downsampled, (B, D, H/2, W/2, 2C).
+    """
+    b, c, d, h, w = x.shape
+    window_size, shift_size = get_window_size((d, h, w), layer.window_size,
+                                              layer.shift_size)
+    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip((d, h, w), window_size))
+    attn_mask = compute_mask(dp, hp, wp, window_size, shift_size, x.device)
+    tokens = x.flatten(2).transpose(1, 2)  # (B, D*H*W, C)
+    pos = torch.arange(d * h * w, device=x.device).expand(b, -1)
+    grid = KeptWindows(pos, (d, h, w))
+    for blk in layer.blocks:
+        tokens = block_forward_kept(blk, tokens, grid, attn_mask, fused=True)
+    x = tokens.view(b, d, h, w, c)
+    if layer.downsample is not None and do_downsample:
+        x = layer.downsample(x)
+    return x
 
 
 def merge_kept(

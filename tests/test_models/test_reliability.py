@@ -357,5 +357,5 @@ def test_swin_init_sta_has_no_prop_attn():
         swin.init_sta(16, prop_attn=True)
     assert_names(str(err.value), 'STASwin3D got an unknown setting '
                  'prop_attn=True', 'the accepted ones are drop_number, '
-                 'seed, strategy.')
+                 'fused_attention, seed, strategy.')
     assert swin.drop_number == 0
