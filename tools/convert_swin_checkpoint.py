@@ -17,12 +17,9 @@ size and class count. ``tools/test.py`` also takes the original file
 directly and converts it in memory.
 """
 import argparse
-import os
 import os.path as osp
 import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
 
-import mmengine
-import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -31,7 +28,7 @@ from mmaction.utils import register_all_modules
 from sta_mmaction.apis import run_cli
 from sta_mmaction.utils import (describe_swin_state, load_checkpoint_file,
                                 prepare_checkpoint)
-from sta_mmaction.utils.checkpoint import file_sha256
+from sta_mmaction.utils.checkpoint_io import save_converted
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
@@ -90,18 +87,7 @@ def main(argv=None):
     state_dict = checkpoint['state_dict']
     model.load_state_dict(state_dict, strict=True)
 
-    meta = dict(
-        swin_conversion=dict(
-            source=osp.abspath(args.src),
-            source_sha256=file_sha256(args.src),
-            config=osp.abspath(config),
-            **info),
-        sta_mmaction_version=str(sta_mmaction.__version__),
-        mmengine_version=str(mmengine.__version__),
-        # str(): torch's TorchVersion would need full unpickling to load.
-        torch_version=str(torch.__version__))
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
+    save_converted(state_dict, args.dst, args.src, config, 'swin', info)
     print_log(
         f'Converted {args.src} ({info["tensors"]} tensors, '
         f'{info["size"] or "Swin"} embed_dims={info["embed_dims"]}, depths '

@@ -16,12 +16,9 @@ converted file loads strictly into every ``r`` of that row. ``tools/test.py``
 also takes the original file directly and converts it in memory.
 """
 import argparse
-import os
 import os.path as osp
 
 import sta_mmaction  # first: patches mmaction, registers modules
-import mmengine
-import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -30,7 +27,7 @@ from mmaction.utils import register_all_modules
 from sta_mmaction.apis import run_cli
 from sta_mmaction.utils import (check_state_dict, convert_videomae_state_dict,
                                 describe_videomae_state, load_checkpoint_file)
-from sta_mmaction.utils.checkpoint import file_sha256
+from sta_mmaction.utils.checkpoint_io import save_converted
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
@@ -91,18 +88,7 @@ def main(argv=None):
     check_state_dict(model, state_dict, args.src)
     model.load_state_dict(state_dict, strict=True)
 
-    meta = dict(
-        videomae_conversion=dict(
-            source=osp.abspath(args.src),
-            source_sha256=file_sha256(args.src),
-            config=osp.abspath(config),
-            **info),
-        sta_mmaction_version=str(sta_mmaction.__version__),
-        mmengine_version=str(mmengine.__version__),
-        # str(): torch's TorchVersion would need full unpickling to load.
-        torch_version=str(torch.__version__))
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
+    save_converted(state_dict, args.dst, args.src, config, 'videomae', info)
     print_log(
         f'Converted {args.src} ({info["tensors"]} tensors, ViT embed_dims='
         f'{info["embed_dims"]} x {info["depth"]} blocks, '

@@ -14,6 +14,8 @@ a dtype of the same kind and finite values, and the file may hold nothing
 else; only ``allow_partial_load`` lets keys be missing.
 """
 import logging
+import os
+import os.path as osp
 import re
 import time
 from collections import OrderedDict
@@ -94,6 +96,46 @@ def save_mmengine_checkpoint(state_dict: Mapping,
             },
             message_hub=hub.state_dict()), str(path))
     return str(path)
+
+
+def save_converted(state_dict: Mapping, dst: str, src: str, config: str,
+                   kind: str, info: Mapping) -> str:
+    """Write a converted original-release file as an MMAction2 checkpoint.
+
+    The meta records where it came from (``<kind>_conversion``: the source
+    file and its SHA-256, the config it was checked against, what the file
+    holds) and the versions that wrote it; the optimizer state is not kept.
+
+    Args:
+        state_dict (Mapping): MMAction2-layout weights, already checked.
+        dst (str): Output file; its folder is created.
+        src (str): The original file.
+        config (str): The config the weights were checked against.
+        kind (str): ``'videomae'`` or ``'swin'``.
+        info (Mapping): The converter's description of the source file.
+
+    Returns:
+        str: ``dst``.
+    """
+    import mmengine
+
+    from ..version import __version__
+    from .checkpoint import file_sha256
+    meta = {
+        f'{kind}_conversion':
+        dict(
+            source=osp.abspath(src),
+            source_sha256=file_sha256(src),
+            config=osp.abspath(config),
+            **info),
+        'sta_mmaction_version': __version__,
+        'mmengine_version': str(mmengine.__version__),
+        # str(): torch's TorchVersion would need full unpickling to load
+        'torch_version': str(torch.__version__),
+    }
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save(dict(meta=meta, state_dict=dict(state_dict)), dst)
+    return dst
 
 
 def strip_module_prefix(state: Mapping[str, Any],
