@@ -159,6 +159,15 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
     """
     import torch
     check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu')
+    kind = cfg.model.get('backbone', {}).get('type')
+    pruned_swin = kind == 'STASwin3D' or (kind == 'SwinTransformer3D' and
+                                          pruning_of(cfg)[0] is not None)
+    if compile and pruned_swin:
+        raise ValueError(
+            f'--compile with model.backbone.type={kind!r}: torch 2.13\'s '
+            'inductor cannot compile the pruned Video Swin forward (the '
+            'scatter that builds its kept-token windows); run the Swin '
+            'configs without --compile.')
     loop = dict(cfg.get('test_cfg') or dict(type='TestLoop'))
     if loop.get('type', 'TestLoop') not in ('TestLoop', 'STATestLoop'):
         raise ValueError(
