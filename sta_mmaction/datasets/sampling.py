@@ -33,7 +33,7 @@ visualisation paths set it, :class:`VideoMAESSV2Sample` gives view 0 and
 :class:`VideoMAEKineticsSample` the clip midway between the first and the
 last of its views.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -167,6 +167,17 @@ def videomae_three_crop_boxes(height: int, width: int,
     return np.stack([starts, zeros, ends, zeros + height], axis=1)
 
 
+def _write_views(results: Dict, inds: np.ndarray, clip_len: int,
+                 frame_interval: Optional[int], num_clips: int) -> Dict:
+    """Store (num_clips, clip_len) frame indices as MMAction2's samplers do."""
+    results['frame_inds'] = (inds.reshape(-1) +
+                             results['start_index']).astype(np.int32)
+    results['clip_len'] = clip_len
+    results['frame_interval'] = frame_interval
+    results['num_clips'] = num_clips
+    return results
+
+
 @TRANSFORMS.register_module()
 class VideoMAESSV2Sample(BaseTransform):
     """VideoMAE's Something-Something V2 test frames (``ssv2.py``).
@@ -210,12 +221,8 @@ class VideoMAESSV2Sample(BaseTransform):
         """
         total = _num_frames(type(self).__name__, results)
         inds = videomae_ssv2_indices(total, self.clip_len, self.num_clips)
-        results['frame_inds'] = (inds.reshape(-1) +
-                                 results['start_index']).astype(np.int32)
-        results['clip_len'] = self.clip_len
-        results['frame_interval'] = None
-        results['num_clips'] = self.num_clips
-        return results
+        return _write_views(results, inds, self.clip_len, None,
+                            self.num_clips)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(clip_len={self.clip_len}, '
@@ -266,12 +273,8 @@ class VideoMAEKineticsSample(BaseTransform):
         total = _num_frames(type(self).__name__, results)
         inds = videomae_kinetics_indices(total, self.clip_len,
                                          self.frame_interval, self.num_clips)
-        results['frame_inds'] = (inds.reshape(-1) +
-                                 results['start_index']).astype(np.int32)
-        results['clip_len'] = self.clip_len
-        results['frame_interval'] = self.frame_interval
-        results['num_clips'] = self.num_clips
-        return results
+        return _write_views(results, inds, self.clip_len,
+                            self.frame_interval, self.num_clips)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(clip_len={self.clip_len}, '
