@@ -280,12 +280,32 @@ def run_test(cfg: Config) -> Dict:
     ``tokens``, ...) and the provenance record of
     :class:`~sta_mmaction.engine.ProvenanceHook`.
     """
+    import torch.distributed as dist
     cfg = copy.deepcopy(cfg)
+    group_was_up = dist.is_available() and dist.is_initialized()
     if cfg.get('launcher') == 'pytorch':
         init_cpu_dist(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     use_main_rank_json(runner)
     quiet_repeated_warnings(runner.logger)
-    return dict(runner.test())
+    metrics = dict(runner.test())
+    # only after a finished test: a rank that failed never reaches a barrier
+    if not group_was_up:
+        close_process_group()
+    return metrics
+
+
+def close_process_group() -> None:
+    """Close the process group this run started, after all ranks are done.
+
+    Left to interpreter exit, a rank whose peer has already gone can abort
+    (SIGABRT) in gloo's teardown after printing its result, and torchrun then
+    fails the whole run. A barrier and an explicit close avoid that.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
 

@@ -99,6 +99,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+#: Words of a native crash (an abort in C++ code) in a process's stderr.
+CRASH_WORDS = ('terminate called', 'what():', 'Abort', 'Segmentation',
+               'SIGABRT', 'Exception raised from')
+
+
 def run(cmd, env=None, ok=True, cwd=ROOT):
     proc = subprocess.run(
         cmd,
@@ -109,8 +114,14 @@ def run(cmd, env=None, ok=True, cwd=ROOT):
         env=env,
         timeout=300)
     if ok and proc.returncode != 0:
+        # a crash's own words sit mid-stream, before torchrun's summary
+        crash = [
+            line for line in proc.stderr.splitlines()
+            if any(w in line for w in CRASH_WORDS)
+        ]
         raise AssertionError(f'{cmd} failed:\n' + proc.stdout[-4000:] +
-                             proc.stderr[-6000:])
+                             proc.stderr[-6000:] + '\ncrash lines:\n' +
+                             '\n'.join(crash[:20]))
     return proc
 
 
