@@ -1,26 +1,17 @@
 """Accuracy against GFLOPs of every token-reduction strategy, on this machine.
 
-    python tools/accuracy_benchmark.py
+    python tools/accuracy_benchmark.py --threads 1  # everything, see README
+    python tools/accuracy_benchmark.py --fast  # the whole chain, tiny, < 1 min
 
-One command, three steps, everything under ``work_dirs/accuracy_benchmark/``:
-
-1. **Data.** Generates (or reuses) the labelled motion set of
-   :mod:`sta_mmaction.datasets.synthetic_motion` in MMAction2's
-   ``VideoDataset`` format: train, val and test splits, fixed seeds.
-2. **Train.** Trains the small STAViT of
-   ``configs/synthetic/sta_vit_tiny_synthetic_motion.py`` at ``r=0`` with
-   mmengine's ``Runner`` and MMAction2's own train loop, datasets and
-   decord pipelines. A checkpoint trained with the same settings is reused
-   (``--retrain`` trains again).
-3. **Sweep.** Tests the checkpoint with the standard test pipeline and
-   ``Runner.test`` for every strategy and drop number ``r`` (``r=0`` is the
-   unpruned model, shared by every strategy), with ``STAReportHook``
-   counting GFLOPs per view. ``'random'`` runs once per seed of
-   ``--random-seeds``; its top-1 is the mean over seeds.
-
-Outputs: ``results.json``, ``results.md`` (tables) and
-``accuracy_vs_gflops.png`` (top-1 against GFLOPs per view, one curve per
-strategy), plus ``data_preview.png`` (frames of one clip of each class).
+For each generated set (``shape``: the object's shape is the class;
+``motion``: its motion is) and each model (``scratch``: trained from scratch
+at r=0; ``pretrained``: VideoMAE-style tube-masked pre-training, then
+fine-tuned at r=0): a sweep of every strategy at every drop number (top-1,
+pooled-feature cosine to the unpruned model, GFLOPs), then fine-tuning with
+STA on at high r and the speed of a training step at r against r=0.
+Outputs under ``--work-dir``: ``results.json``, ``results.md`` and
+``accuracy_vs_gflops_<set>.png``. Stages a previous run left with the same
+settings are reused. See :mod:`sta_mmaction.apis.accuracy_benchmark`.
 """
 import argparse
 import os.path as osp
@@ -32,71 +23,109 @@ from mmengine.config import DictAction
 
 from sta_mmaction.apis import run_cli
 from sta_mmaction.apis.accuracy_benchmark import run_accuracy_benchmark
-from sta_mmaction.core import STRATEGIES
-from sta_mmaction.datasets.synthetic_motion import CLASSES
+from sta_mmaction.apis.accuracy_report import MODELS, VARIANTS
+from sta_mmaction.datasets.synthetic_motion import SET_KINDS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
-                          'sta_vit_tiny_synthetic_motion.py')
-#: Drop numbers swept by default: 0 to the largest for 7x7 tokens, 8 slices.
-DEFAULT_DROP_NUMBERS = (0, 4, 8, 12, 16, 20, 24)
+CONFIGS = osp.join(ROOT, 'configs', 'synthetic')
+#: Drop numbers swept by default, up to the largest for 7x7 tokens x 8.
+DEFAULT_DROP_NUMBERS = (0, 8, 12, 16, 20, 24)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Generate a motion set, train a small STAViT on it and '
-        'sweep strategy x drop number: top-1 against GFLOPs per view.')
-    parser.add_argument(
-        '--config', default=DEFAULT_CONFIG, help='training config')
-    parser.add_argument(
-        '--work-dir',
+        description='Generate the shape and motion sets, train a small '
+        'STAViT from scratch and from VideoMAE pre-training on each, sweep '
+        'strategy x drop number (top-1, pooled-feature cosine, GFLOPs) and '
+        'fine-tune with STA on.')
+    add = parser.add_argument
+    add('--fast',
+        action='store_true',
+        help='the whole chain on a handful of tiny clips and a 3-block '
+        'model, one epoch per stage, r in {0, 24} (for the test suite); '
+        'overrides the sizes below')
+    add('--config',
+        default=osp.join(CONFIGS, 'sta_vit_tiny_synthetic_motion.py'),
+        help='training (and fine-tuning) config')
+    add('--pretrain-config',
+        default=osp.join(CONFIGS, 'videomae_pretrain_tiny.py'),
+        help='VideoMAE pre-training config of the same encoder')
+    add('--work-dir',
         default=osp.join('work_dirs', 'accuracy_benchmark'),
-        help='where data, checkpoint, logs and results go')
-    parser.add_argument(
-        '--num-classes',
-        type=int,
-        default=len(CLASSES),
-        help=f'classes of the generated set (2-{len(CLASSES)})')
-    parser.add_argument(
-        '--clips',
+        help='where data, checkpoints, logs and results go')
+    add('--sets', nargs='+', default=list(SET_KINDS), help='generated sets')
+    add('--models', nargs='+', default=list(MODELS), help='models')
+    add('--num-classes', type=int, default=6, help='classes of each set')
+    add('--clips',
         type=int,
         nargs=3,
-        default=(100, 20, 30),
+        default=(30, 10, 20),
         metavar=('TRAIN', 'VAL', 'TEST'),
         help='clips per class of each split')
-    parser.add_argument(
-        '--epochs', type=int, help='training epochs; defaults to the config')
-    parser.add_argument(
-        '--strategies',
+    add('--epochs',
+        type=int,
+        default=20,
+        help='epochs of the from-scratch model at r=0')
+    add('--pretrain-epochs',
+        type=int,
+        default=40,
+        help='epochs of VideoMAE pre-training')
+    add('--finetune-epochs',
+        type=int,
+        default=8,
+        help='epochs of fine-tuning the pre-trained model at r=0')
+    add('--strategies',
         nargs='+',
-        default=list(STRATEGIES),
-        choices=STRATEGIES,
-        help='strategies to sweep')
-    parser.add_argument(
-        '--drop-numbers',
+        default=list(VARIANTS),
+        help="strategies to sweep; 'tome_noprop' is ToMe without "
+        'proportional attention')
+    add('--drop-numbers',
         type=int,
         nargs='+',
         default=list(DEFAULT_DROP_NUMBERS),
-        help='drop numbers r to sweep (0 is the unpruned model)')
-    parser.add_argument(
-        '--random-seeds',
+        help='drop numbers r to sweep (0, the unpruned model, is added)')
+    add('--random-seeds',
         type=int,
         nargs='+',
         default=[0, 1, 2],
-        help="seeds of the 'random' strategy; its top-1 is their mean")
-    parser.add_argument(
-        '--retrain',
+        help="seeds of 'random' (at least 3): mean and spread over them")
+    add('--sta-ft-models',
+        nargs='*',
+        help="models fine-tuned with STA on; defaults to 'pretrained' if "
+        'it runs, else every model; the bare option skips the stage')
+    add('--sta-ft-drop-numbers',
+        type=int,
+        nargs='+',
+        default=[16, 24],
+        help='r of fine-tuning with STA on')
+    add('--sta-ft-epochs',
+        type=int,
+        default=2,
+        help='epochs of fine-tuning with STA on')
+    add('--sta-ft-lr-scale',
+        type=float,
+        default=0.25,
+        help="learning rate of fine-tuning with STA on, times the config's")
+    add('--speed-repeats',
+        type=int,
+        default=5,
+        help='timed rounds of the training-step speed ratio')
+    add('--threads', type=int, help="torch CPU threads; defaults to torch's")
+    add('--retrain',
         action='store_true',
-        help='train again even if a matching checkpoint exists')
-    parser.add_argument(
-        '--regenerate',
+        help='train and test every stage again even if a matching one '
+        'exists')
+    add('--regenerate',
         action='store_true',
         help='generate the data again even if a matching set exists')
-    parser.add_argument(
-        '--cfg-options',
+    add('--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, e.g. model.backbone.depth=3')
+        help='override settings of --config, e.g. model.backbone.depth=3')
+    add('--pretrain-cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of --pretrain-config')
     return parser.parse_args(argv)
 
 

@@ -1,10 +1,12 @@
-# A small STAViT trained from scratch at r=0 on the generated motion set
-# (sta_mmaction/datasets/synthetic_motion.py): 16 frames of 112x112, tubelet
-# 2, patch 16 -> 8 slices x 7x7 = 392 tokens, 6 blocks of 128 channels and
-# 2 heads (192 channels trained twice as slowly on the 2-core CPU here). The
-# largest drop_number for this grid is 24. tools/accuracy_benchmark.py
-# generates the data, trains this config and sweeps strategy x drop_number
-# on its test split; see the README.
+# A small STAViT trained at r=0 on a generated set of the accuracy benchmark
+# (sta_mmaction/datasets/synthetic_motion.py: the shape set or the motion
+# set): 16 frames of 112x112, tubelet 2, patch 16 -> 8 slices x 7x7 = 392
+# tokens, 6 blocks of 128 channels and 2 heads (192 channels trained twice as
+# slowly on the 2-core CPU here). The largest drop_number for this grid is
+# 24. tools/accuracy_benchmark.py points it at each set, trains it from
+# scratch or fine-tunes it from configs/synthetic/videomae_pretrain_tiny.py's
+# encoder, and sweeps strategy x drop_number on the test split; see the
+# README.
 _base_ = ['mmaction::_base_/default_runtime.py']
 custom_imports = dict(imports=['sta_mmaction'], allow_failed_imports=False)
 

@@ -8,9 +8,11 @@ wall clock the process CPU time is read: on a shared machine it leaves out
 the time the process waited for a core, so it is the steadier of the two
 there (with one thread it is the forward's own compute time).
 """
+import functools
 import platform
 import statistics
 import time
+from types import ModuleType
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, \
     Tuple
 
@@ -39,6 +41,26 @@ def autocast(device: torch.device, amp: Optional[str] = None):
 
 #: A model to time: a module or any callable of the clip.
 Forward = Callable[[torch.Tensor], object]
+
+
+def with_autocast(forward: Forward,
+                  device: torch.device,
+                  amp: Optional[str] = None) -> Forward:
+    """``forward`` under its own ``amp`` autocast, as a callable of the clip.
+
+    Lets variants of different precisions be timed side by side in one
+    :func:`interleaved_times` call. ``amp=None`` returns ``forward`` itself.
+    """
+    if amp is None:
+        return forward
+    autocast(device, amp)  # a bad name fails here, not mid-benchmark
+
+    @functools.wraps(forward)
+    def run(clip):
+        with autocast(device, amp):
+            return forward(clip)
+
+    return run
 
 
 class Times(NamedTuple):
@@ -118,11 +140,17 @@ class PartTimer:
 
     Args:
         modules (dict[str, nn.Module]): Name -> module to time.
+        clock (Callable[[], float]): The clock read. Defaults to
+            ``time.perf_counter``; ``time.process_time`` leaves out the time
+            a one-thread process waited for a core.
     """
 
-    def __init__(self, modules: Dict[str, nn.Module]) -> None:
+    def __init__(self,
+                 modules: Dict[str, nn.Module],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds = {name: 0. for name in modules}
         self._start: Dict[str, float] = {}
+        self._clock = clock
         self._handles = []
         for name, module in modules.items():
             self._handles.append(
@@ -133,14 +161,14 @@ class PartTimer:
     def _enter(self, name):
 
         def hook(module, args):
-            self._start[name] = time.perf_counter()
+            self._start[name] = self._clock()
 
         return hook
 
     def _leave(self, name):
 
         def hook(module, args, output):
-            self.seconds[name] += time.perf_counter() - self._start[name]
+            self.seconds[name] += self._clock() - self._start[name]
 
         return hook
 
@@ -150,6 +178,57 @@ class PartTimer:
             handle.remove()
 
     def __enter__(self) -> 'PartTimer':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class CallTimer:
+    """Seconds spent inside a module-level function, by its first argument.
+
+    For code paths that call functions rather than modules (which
+    :class:`PartTimer` cannot hook): ``namespace.name`` is replaced by a
+    timed wrapper inside the context and restored on exit. Callers must look
+    the function up in ``namespace`` at call time (a plain global call in
+    that module does). CPU only, like :class:`PartTimer`.
+
+    Args:
+        namespace (module): The module whose global the callers read.
+        name (str): The function's name there.
+        labels (dict[int, str]): ``id`` of the first argument -> label;
+            calls on any other first argument are not timed.
+        clock (Callable[[], float]): The clock read, as for
+            :class:`PartTimer`. Defaults to ``time.perf_counter``.
+    """
+
+    def __init__(self,
+                 namespace: ModuleType,
+                 name: str,
+                 labels: Dict[int, str],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.seconds = {label: 0. for label in labels.values()}
+        self._namespace, self._name = namespace, name
+        self._original = getattr(namespace, name)
+        original = self._original
+
+        @functools.wraps(original)
+        def timed(first, *args, **kwargs):
+            label = labels.get(id(first))
+            if label is None:
+                return original(first, *args, **kwargs)
+            start = clock()
+            out = original(first, *args, **kwargs)
+            self.seconds[label] += clock() - start
+            return out
+
+        setattr(namespace, name, timed)
+
+    def remove(self) -> None:
+        """Put the original function back."""
+        setattr(self._namespace, self._name, self._original)
+
+    def __enter__(self) -> 'CallTimer':
         return self
 
     def __exit__(self, *exc) -> None:

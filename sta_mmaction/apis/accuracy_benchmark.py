@@ -1,393 +1,508 @@
 """Accuracy against GFLOPs of every token-reduction strategy, on this machine.
 
-The logic of ``tools/accuracy_benchmark.py``: generate (or reuse) the
-labelled motion set of :mod:`sta_mmaction.datasets.synthetic_motion`, train
-the small STAViT of ``configs/synthetic/sta_vit_tiny_synthetic_motion.py`` at
-``r=0`` with mmengine's ``Runner`` (a checkpoint trained with the same
-settings is reused), then test it for every strategy and drop number with
-the standard test pipeline, and write ``results.json``, ``results.md`` and
-``accuracy_vs_gflops.png``.
+The logic of ``tools/accuracy_benchmark.py``. For each generated set of
+:mod:`sta_mmaction.datasets.synthetic_motion` (``'shape'``, ``'motion'``)
+and each model:
+
+* ``'scratch'``: the small STAViT of
+  ``configs/synthetic/sta_vit_tiny_synthetic_motion.py`` trained from
+  scratch at ``r=0``;
+* ``'pretrained'``: the same encoder pre-trained VideoMAE-style (tube
+  masking, ``configs/synthetic/videomae_pretrain_tiny.py``) on the set's
+  training clips, then fine-tuned at ``r=0`` with the same config (mean
+  pooling and ``fc_norm``);
+
+it tests every strategy (:data:`~sta_mmaction.apis.accuracy_report.VARIANTS`)
+at every drop number on the test split, with top-1 and the cosine of the
+pooled feature to the unpruned one (:mod:`~sta_mmaction.apis.accuracy_sweep`),
+then fine-tunes with STA on at high ``r`` and times a training step at
+``r > 0`` against ``r=0`` (:mod:`~sta_mmaction.apis.accuracy_stages`). It
+writes ``results.json``, ``results.md`` and one
+``accuracy_vs_gflops_<set>.png`` per set
+(:mod:`~sta_mmaction.apis.accuracy_report`). Every stage is reused when a
+run with the same settings left it.
 """
 import argparse
 import copy
-import hashlib
+import importlib
 import json
+import math
 import os.path as osp
 import platform
-import textwrap
+import shlex
+import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import torch
+from mmaction.registry import MODELS as BACKBONES
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import MMLogger, print_log
-from mmengine.runner import Runner
+from mmengine.registry import DefaultScope
 from mmengine.utils import mkdir_or_exist
 
+from ..analysis.timing import setup_cpu
 from ..core import max_drop_number
-from ..datasets.synthetic_motion import (ann_file_name, make_synthetic_motion,
-                                         preview)
-from ..engine import add_test_hooks
+from ..datasets.synthetic_motion import (SET_KINDS, make_synthetic_motion,
+                                         preview, set_classes)
+from .accuracy_report import MODELS, VARIANTS, markdown, plot, summarise, \
+    winners
+from .accuracy_stages import (match_encoder, point_at_data, set_epochs,
+                              step_speed, train_stage)
+from .accuracy_sweep import cached_sweep, point, sweep_points
+
+#: The module the ``'pretrained'`` model needs (pre-training model, config
+#: helpers).
+PRETRAIN_MODULE = 'sta_mmaction.models.videomae_pretrain'
+
+#: What ``--fast`` sets: a handful of tiny clips, a 3-block 48-channel
+#: model, one epoch per stage, every set, model and strategy at r in
+#: {0, 24}; and one torch thread unless ``--threads`` is given.
+FAST = dict(
+    clips=(2, 1, 2),
+    num_classes=2,
+    epochs=1,
+    finetune_epochs=1,
+    pretrain_epochs=1,
+    sta_ft_epochs=1,
+    drop_numbers=[0, 24],
+    sta_ft_drop_numbers=[24],
+    speed_repeats=1)
+FAST_ENCODER = dict(embed_dims=48, num_heads=2, depth=3)
+
+#: Rough cost of one pre-training step against one fine-tuning step (the
+#: encoder sees a tenth of the tokens; the decoder is small), and of a step
+#: with STA on against one at r=0 (measured here: 0.5 at r=16, 0.4 at
+#: r=24), for the estimate printed at the start.
+PRETRAIN_STEP_SHARE = 0.55
+PRUNED_STEP_SHARE = 0.5
+#: Seconds a test pass spends per clip besides the forward (decoding,
+#: pipeline), and per sweep point (runner, settings).
+TEST_SECONDS_PER_CLIP = 0.012
+TEST_SECONDS_PER_POINT = 0.8
 
 
-class _KeepMetrics(Hook):
-    """Remember the metrics of the last validation epoch."""
-
-    priority = 'LOWEST'
-
-    def __init__(self) -> None:
-        self.metrics: Dict = {}
-
-    def after_val_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
-        self.metrics = dict(metrics or {})
+def _check_choices(name: str, values, allowed) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad or not values or len(set(values)) != len(values):
+        raise ValueError(f'{name} {list(values)}: give distinct values, each '
+                         f'one of {tuple(allowed)}.')
 
 
-def set_epochs(cfg: Config, epochs: int) -> None:
-    """Set the epochs and bend the schedule and checkpointing to them."""
-    if epochs < 1:
-        raise ValueError(f'--epochs={epochs} must be >= 1.')
-    cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = min(cfg.train_cfg.get('val_interval', 1),
-                                     epochs)
-    schedulers = []
-    for sched in cfg.get('param_scheduler', []):
-        sched = copy.deepcopy(sched)
-        if sched.get('type') == 'CosineAnnealingLR':
-            if epochs <= sched.get('begin', 0):
-                continue  # the warm-up takes the whole run
-            sched['end'] = epochs
-            sched['T_max'] = epochs - sched.get('begin', 0)
-        schedulers.append(sched)
-    cfg.param_scheduler = schedulers
-    cfg.default_hooks.checkpoint.interval = epochs
+def check_options(args: argparse.Namespace) -> None:
+    """Raise a ``ValueError`` naming the first bad option of ``args``."""
+    _check_choices('--sets', args.sets, tuple(SET_KINDS))
+    _check_choices('--models', args.models, MODELS)
+    _check_choices('--strategies', args.strategies, tuple(VARIANTS))
+    for name in ('epochs', 'finetune_epochs', 'pretrain_epochs',
+                 'sta_ft_epochs'):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f'--{name.replace("_", "-")}={value} must be '
+                             '>= 1.')
+    if len(set(args.sta_ft_drop_numbers)) != len(args.sta_ft_drop_numbers):
+        raise ValueError(f'--sta-ft-drop-numbers {args.sta_ft_drop_numbers}'
+                         ': give distinct values.')
+    if args.speed_repeats < 1:
+        raise ValueError(f'--speed-repeats={args.speed_repeats} must be '
+                         '>= 1.')
+    if not args.sta_ft_lr_scale > 0:
+        raise ValueError(f'--sta-ft-lr-scale={args.sta_ft_lr_scale} must be '
+                         '> 0.')
+    if any(n < 1 for n in args.clips):
+        raise ValueError(f'--clips {list(args.clips)}: every split needs '
+                         '>= 1 clip per class.')
+    for kind in args.sets:
+        if not 2 <= args.num_classes <= len(set_classes(kind)):
+            raise ValueError(f'--num-classes={args.num_classes} must be '
+                             f'between 2 and {len(set_classes(kind))} for '
+                             f'the {kind} set.')
+    if 'random' in args.strategies and len(set(args.random_seeds)) < 3:
+        raise ValueError(f'--random-seeds {list(args.random_seeds)}: '
+                         "'random' needs at least 3 distinct seeds for its "
+                         'spread.')
+    if args.sta_ft_models:
+        _check_choices('--sta-ft-models', args.sta_ft_models, MODELS)
+    missing = [m for m in args.sta_ft_models if m not in args.models]
+    if missing:
+        raise ValueError(f'--sta-ft-models {missing} are not in --models '
+                         f'{list(args.models)}.')
+    if 'pretrained' in args.models:
+        if not osp.isfile(args.pretrain_config):
+            raise ValueError(f'--pretrain-config={args.pretrain_config!r} '
+                             'is not a file; the pretrained model needs the '
+                             'VideoMAE pre-training config.')
+        try:
+            importlib.import_module(PRETRAIN_MODULE)
+        except ImportError as exc:
+            raise ValueError(
+                f"--models 'pretrained' needs {PRETRAIN_MODULE}, which "
+                f'cannot be imported ({exc}); run with --models scratch.'
+            ) from exc
 
 
-def prepare_config(args: argparse.Namespace, data_root: str) -> Config:
-    """The training config, pointed at the generated set in ``data_root``."""
+def prepare_config(args: argparse.Namespace, data_root: str, kind: str,
+                   epochs: int, work_dir: str) -> Config:
+    """The r=0 training config, pointed at the generated set ``kind``."""
     cfg = Config.fromfile(args.config)
+    if args.fast:
+        cfg.model.backbone.update(FAST_ENCODER)
+        cfg.model.cls_head.in_channels = FAST_ENCODER['embed_dims']
+        cfg.train_dataloader.update(num_workers=0, persistent_workers=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if args.epochs is not None:
-        set_epochs(cfg, args.epochs)
+    set_epochs(cfg, epochs)
     cfg.model.cls_head.num_classes = args.num_classes
-    for split in ('train', 'val', 'test'):
-        dataset = cfg[f'{split}_dataloader'].dataset
-        dataset.ann_file = osp.join(data_root, ann_file_name(split))
-        dataset.data_prefix = dict(video=osp.join(data_root, split))
-    backbone = cfg.model.backbone
-    backbone.drop_number = 0
-    backbone.strategy = 'sta'
-    cfg.work_dir = osp.join(args.work_dir, 'train')
+    point_at_data(cfg, data_root)
+    cfg.model.backbone.update(drop_number=0, strategy='sta')
+    cfg.work_dir = work_dir
     return cfg
 
 
-def _fingerprint(cfg: Config, data_root: str) -> str:
-    with open(osp.join(data_root, 'meta.json')) as f:
-        meta = f.read()
-    return hashlib.sha256((cfg.pretty_text + meta).encode()).hexdigest()[:16]
+def prepare_pretrain_config(args: argparse.Namespace, cfg: Config,
+                            data_root: str, work_dir: str) -> Config:
+    """The pre-training config: ``cfg``'s encoder, the set's train clips."""
+    pre = Config.fromfile(args.pretrain_config)
+    match_encoder(pre, cfg)
+    if args.fast:
+        pre.train_dataloader.update(num_workers=0, persistent_workers=False)
+    if args.pretrain_cfg_options:
+        pre.merge_from_dict(args.pretrain_cfg_options)
+    set_epochs(pre, args.pretrain_epochs, '--pretrain-epochs')
+    point_at_data(pre, data_root)
+    pre.work_dir = work_dir
+    return pre
 
 
-def train(cfg: Config, data_root: str, retrain: bool,
-          logger: MMLogger) -> Dict:
-    """Train at ``r=0`` (or reuse a checkpoint of the same settings)."""
-    meta_file = osp.join(cfg.work_dir, 'train_meta.json')
-    stamp = _fingerprint(cfg, data_root)
-    if not retrain and osp.isfile(meta_file):
-        with open(meta_file) as f:
-            meta = json.load(f)
-        if meta.get('fingerprint') == stamp and osp.isfile(
-                meta.get('checkpoint', '')):
-            print_log(
-                f'Reusing the checkpoint {meta["checkpoint"]} (trained with '
-                'the same settings; --retrain trains again)',
-                logger=logger)
-            return meta
-    cfg = copy.deepcopy(cfg)
-    cfg.experiment_name = 'train'  # the Runner appends a timestamp
-    runner = Runner.from_cfg(cfg)
-    keep = _KeepMetrics()
-    runner.register_hook(keep)
-    start = time.perf_counter()
-    runner.train()
-    seconds = time.perf_counter() - start
-    epochs = cfg.train_cfg.max_epochs
-    meta = dict(
-        fingerprint=stamp,
-        checkpoint=osp.join(cfg.work_dir, f'epoch_{epochs}.pth'),
-        epochs=epochs,
-        train_clips=len(runner.train_dataloader.dataset),
-        train_seconds=round(seconds, 1),
-        torch_threads=torch.get_num_threads(),
-        val=keep.metrics)
-    with open(meta_file, 'w') as f:
-        json.dump(meta, f, indent=1)
-    print_log(
-        f'Trained {epochs} epochs in {seconds / 60:.1f} min; validation '
-        f'top-1 {keep.metrics.get("acc/top1", float("nan")):.4f}',
-        logger=logger)
-    return meta
+def sta_finetune_config(args: argparse.Namespace, cfg: Config,
+                        checkpoint: str, r: int, work_dir: str) -> Config:
+    """``cfg`` at ``r`` with STA, from ``checkpoint``, a few epochs."""
+    ft = copy.deepcopy(cfg)
+    ft.model.backbone.pop('init_cfg', None)
+    ft.model.backbone.update(drop_number=r, strategy='sta')
+    ft.load_from = checkpoint
+    set_epochs(ft, args.sta_ft_epochs, '--sta-ft-epochs')
+    ft.optim_wrapper.optimizer.lr *= args.sta_ft_lr_scale
+    ft.work_dir = work_dir
+    return ft
 
 
-def evaluate(cfg: Config, checkpoint: str, work_dir: str, strategy: str,
-             r: int, seed: int) -> Dict:
-    """``Runner.test`` of one strategy and drop number, with its GFLOPs."""
-    cfg = copy.deepcopy(cfg)
-    cfg.model.backbone.update(drop_number=r, strategy=strategy, seed=seed)
-    cfg.load_from = checkpoint
-    name = f'{strategy}_r{r}' + (f'_seed{seed}' if strategy == 'random' else
-                                 '')
-    cfg.work_dir = osp.join(work_dir, 'sweep', name)
-    cfg.experiment_name = name  # the Runner appends a timestamp
-    cfg.log_level = 'WARNING'  # one summary line per run instead
-    add_test_hooks(cfg)
-    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper',
-                'param_scheduler', 'val_dataloader', 'val_cfg',
-                'val_evaluator'):
-        cfg.pop(key, None)
-    runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
-    metrics = runner.test()
-    return dict(
-        strategy=strategy,
-        r=r,
-        seed=seed if strategy == 'random' else None,
-        top1=float(metrics['acc/top1']),
-        mean1=float(metrics['acc/mean1']),
-        gflops=float(metrics['gflops_per_view']),
-        tokens=list(metrics['tokens']),
-        test_seconds=round(time.perf_counter() - start, 1))
+def _train_steps(clips: int, batch: int, epochs: int) -> int:
+    return math.ceil(clips / batch) * epochs
 
 
-def summarise(runs: List[Dict], strategies: Sequence[str],
-              drop_numbers: Sequence[int]) -> List[Dict]:
-    """One row per (strategy, r); seeds of 'random' averaged, r=0 shared."""
-    rows = []
-    base = [x for x in runs if x['r'] == 0]
-    for strategy in strategies:
-        for r in drop_numbers:
-            hits = base if r == 0 else [
-                x for x in runs if x['strategy'] == strategy and x['r'] == r
-            ]
-            if not hits:
-                continue
-            top1 = torch.tensor([x['top1'] for x in hits], dtype=torch.float64)
-            rows.append(
-                dict(
-                    strategy=strategy,
-                    r=r,
-                    tokens=hits[0]['tokens'],
-                    gflops=hits[0]['gflops'],
-                    top1=float(top1.mean()),
-                    top1_std=float(top1.std()) if len(hits) > 1 else 0.0,
-                    mean1=sum(x['mean1'] for x in hits) / len(hits),
-                    runs=len(hits)))
-    return rows
+def calibrate(cfg: Config) -> float:
+    """Seconds of one r=0 training step of ``cfg``'s backbone, on noise."""
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        backbone = BACKBONES.build(copy.deepcopy(cfg.model.backbone))
+    optimizer = torch.optim.AdamW(backbone.parameters(), lr=1e-4)
+    shape = (cfg.train_dataloader.batch_size, 3,
+             cfg.model.backbone.num_frames, cfg.model.backbone.img_size,
+             cfg.model.backbone.img_size)
+    clip = torch.randn(shape)
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        backbone(clip).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds[1:])
 
 
-def winners(rows: List[Dict], drop_numbers: Sequence[int]) -> Dict[int, List]:
-    """Strategies with the best top-1 at each ``r > 0`` (ties kept)."""
-    out = {}
-    for r in drop_numbers:
-        at = [x for x in rows if x['r'] == r]
-        if r == 0 or not at:
-            continue
-        best = max(x['top1'] for x in at)
-        out[r] = [x['strategy'] for x in at if x['top1'] >= best - 1e-9]
+def estimate_minutes(args: argparse.Namespace, step: float,
+                     batch: int) -> Dict[str, float]:
+    """Minutes of each part of the run, from one step's seconds.
+
+    Stages that a previous run left are counted too (an upper bound).
+    """
+    n_train, n_val, n_test = (n * args.num_classes for n in args.clips)
+    sets = len(args.sets)
+    per_set_steps = {
+        'scratch': _train_steps(n_train, batch, args.epochs),
+        'pretrained': _train_steps(n_train, batch, args.finetune_epochs),
+    }
+    val = (n_val / batch) * step / 3
+    out = dict(data=sets * (n_train + n_val + n_test) * 0.03 / 60)
+    out['train'] = sets * sum(per_set_steps[m] * step + val
+                              for m in args.models) / 60
+    out['pretrain'] = 0.0
+    if 'pretrained' in args.models:
+        out['pretrain'] = sets * _train_steps(
+            n_train, batch, args.pretrain_epochs) * step * \
+            PRETRAIN_STEP_SHARE / 60
+    points = len(sweep_points(args.strategies, args.drop_numbers,
+                              args.random_seeds))
+    pass_seconds = n_test * (TEST_SECONDS_PER_CLIP + step / batch / 3 *
+                             0.7) + TEST_SECONDS_PER_POINT
+    out['sweep'] = sets * len(args.models) * points * pass_seconds / 60
+    ft_models = args.sta_ft_models
+    ft_steps = _train_steps(n_train, batch, args.sta_ft_epochs) * len(
+        args.sta_ft_drop_numbers)
+    out['sta_finetune'] = sets * len(ft_models) * (
+        ft_steps * step * PRUNED_STEP_SHARE + 2 * len(
+            args.sta_ft_drop_numbers) * pass_seconds +
+        (args.speed_repeats + 1) * 2.5 * step) / 60
+    out['total'] = sum(out.values())
     return out
 
 
-def markdown(rows: List[Dict], strategies: Sequence[str],
-             drop_numbers: Sequence[int], info: Dict) -> str:
-    """The results as Markdown: a wide top-1 table and the long table."""
-    best = winners(rows, drop_numbers)
-    cell = {(x['strategy'], x['r']): x for x in rows}
-    lines = [
-        '# Accuracy against GFLOPs per view: token-reduction strategies', '',
-        f'{info["model"]}; {info["data"]}; {info["view"]}. '
-        f'Trained at r=0 in {info["train_minutes"]:.1f} min '
-        f'({info["hardware"]}); validation top-1 '
-        f'{100 * info["val_top1"]:.1f}%. Test split: '
-        f'{info["test_clips"]} clips. r=0 is the unpruned model, shared by '
-        "every strategy. 'random' is the mean (± std) over seeds "
-        f'{info["random_seeds"]}.', '', '## Top-1 (%) by drop number', ''
-    ]
-    head = ['r', 'tokens', 'GFLOPs (sta)'] + list(strategies) + ['best']
-    lines += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in drop_numbers:
-        ref = cell.get((strategies[0], r))
-        if ref is None:
-            continue
-        tops = []
-        for s in strategies:
-            x = cell.get((s, r))
-            if x is None:
-                tops.append('-')
-                continue
-            text = f'{100 * x["top1"]:.1f}'
-            if x['runs'] > 1 and r:
-                text += f' ± {100 * x["top1_std"]:.1f}'
-            if r and s in best.get(r, []):
-                text = f'**{text}**'
-            tops.append(text)
-        tokens = ' / '.join(str(t) for t in ref['tokens'][1:])
-        lines.append('| ' + ' | '.join([
-            str(r), tokens, f'{ref["gflops"]:.3f}', *tops, ', '.join(
-                best.get(r, ['-']))
-        ]) + ' |')
-    lines += [
-        '', '## Every run', '',
-        '| strategy | r | tokens after each prune point | GFLOPs / view '
-        '| top-1 (%) | mean class acc (%) | runs |',
-        '|---|---|---|---|---|---|---|'
-    ]
-    for x in rows:
-        lines.append(
-            f'| {x["strategy"]} | {x["r"]} | '
-            f'{" / ".join(str(t) for t in x["tokens"][1:])} | '
-            f'{x["gflops"]:.3f} | {100 * x["top1"]:.1f} | '
-            f'{100 * x["mean1"]:.1f} | {x["runs"]} |')
-    return '\n'.join(lines) + '\n'
+def _describe_set(kind: str, args: argparse.Namespace) -> str:
+    n_train, n_val, n_test = args.clips
+    classes = ', '.join(set_classes(kind)[:args.num_classes])
+    what = ('the object\'s shape is the class' if kind == 'shape' else
+            'the object\'s motion is the class (one disc, 11-17% of the '
+            'frame, the same in every class; wrap-around frame; a band of '
+            'the background slides)')
+    return (f'Generated {kind} set: {what}. Classes: {classes}. '
+            f'{n_train}/{n_val}/{n_test} clips per class (train/val/test); '
+            f'test top-1 over {n_test * args.num_classes} clips.')
 
 
-def plot(rows: List[Dict], strategies: Sequence[str], out_file: str,
-         title: str) -> str:
-    """Top-1 against GFLOPs per view, one curve per strategy."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    styles = dict(
-        sta=('tab:red', 'o'),
-        random=('tab:gray', 's'),
-        temporal=('tab:blue', '^'),
-        semantic=('tab:green', 'v'),
-        tome=('tab:purple', 'D'))
-    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
-    for s in strategies:
-        pts = sorted((x for x in rows if x['strategy'] == s),
-                     key=lambda x: x['gflops'])
-        if not pts:
-            continue
-        colour, marker = styles.get(s, (None, 'o'))
-        ax.errorbar([x['gflops'] for x in pts],
-                    [100 * x['top1'] for x in pts],
-                    yerr=[100 * x['top1_std'] for x in pts],
-                    color=colour,
-                    marker=marker,
-                    markersize=5,
-                    linewidth=2 if s == 'sta' else 1.3,
-                    capsize=3,
-                    label=s)
-        if s == strategies[0]:
-            for x in pts:
-                ax.annotate(
-                    f'r={x["r"]}', (x['gflops'], 100 * x['top1']),
-                    textcoords='offset points',
-                    xytext=(4, -12),
-                    fontsize=7,
-                    color='dimgray')
-    ax.set_xlabel('GFLOPs per view (backbone, fvcore, 1 multiply-add = '
-                  '1 FLOP)')
-    ax.set_ylabel('top-1 accuracy (%)')
-    ax.set_title(textwrap.fill(title, 90), fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(title='strategy')
-    fig.tight_layout()
-    fig.savefig(out_file)
-    plt.close(fig)
-    return out_file
+def _model_runs(args, kind, data_root, set_dir, logger, trainings):
+    """Train the models of one set; returns model -> (cfg, stage meta)."""
+    out = {}
+    for model in args.models:
+        model_dir = osp.join(set_dir, model)
+        if model == 'scratch':
+            cfg = prepare_config(args, data_root, kind, args.epochs,
+                                 osp.join(model_dir, 'train'))
+            meta = train_stage(cfg, data_root, logger, args.retrain)
+        else:
+            cfg = prepare_config(args, data_root, kind, args.finetune_epochs,
+                                 osp.join(model_dir, 'train'))
+            pre_cfg = prepare_pretrain_config(
+                args, cfg, data_root, osp.join(model_dir, 'pretrain'))
+            pre = train_stage(pre_cfg, data_root, logger, args.retrain)
+            trainings.append(dict(pre, set=kind, model=model,
+                                  stage='pre-train'))
+            init = importlib.import_module(PRETRAIN_MODULE).encoder_init_cfg
+            cfg.model.backbone.init_cfg = init(pre['checkpoint'])
+            meta = train_stage(cfg, data_root, logger, args.retrain,
+                               upstream=pre['fingerprint'])
+        trainings.append(
+            dict(meta, set=kind, model=model,
+                 stage='train at r=0' if model == 'scratch' else
+                 'fine-tune at r=0'))
+        out[model] = (cfg, meta)
+    return out
+
+
+def _cached_speed(args, ft_cfg, meta, work_dir):
+    """:func:`step_speed` of ``meta``'s checkpoint, or the one a run left."""
+    stamp = f'{meta["fingerprint"]}/{args.sta_ft_drop_numbers}/' \
+        f'{args.speed_repeats}'
+    cache_file = osp.join(work_dir, 'step_speed.json')
+    if not args.retrain and osp.isfile(cache_file):
+        with open(cache_file) as f:
+            saved = json.load(f)
+        if saved.get('stamp') == stamp:
+            return saved
+    speed = step_speed(ft_cfg, meta['checkpoint'], args.sta_ft_drop_numbers,
+                       work_dir, repeats=args.speed_repeats)
+    mkdir_or_exist(work_dir)
+    with open(cache_file, 'w') as f:
+        json.dump(dict(speed, stamp=stamp), f, indent=1)
+    return speed
+
+
+def _sta_finetune(args, kind, model, cfg, meta, runs, data_root, model_dir,
+                  logger, flops):
+    """Fine-tune with STA on at each r; before/after top-1 and speed."""
+    results = []
+    ft_cfgs = {
+        r: sta_finetune_config(args, cfg, meta['checkpoint'], r,
+                               osp.join(model_dir, f'sta_ft_r{r}'))
+        for r in args.sta_ft_drop_numbers
+    }
+    speed = _cached_speed(args, ft_cfgs[args.sta_ft_drop_numbers[0]], meta,
+                          osp.join(model_dir, 'step_speed'))
+    print_log(
+        f'{kind}/{model}: training step {speed["seconds"]} s at r '
+        f'(batch {speed["batch_size"]}); speed-up vs r=0 {speed["ratio"]}',
+        logger=logger)
+    for r, ft_cfg in ft_cfgs.items():
+        pair = [point('sta', 0), point('sta', r)]
+        before = [
+            x['top1'] for x in runs
+            if (x['set'], x['model'], x['variant'], x['r']) == (kind, model,
+                                                                'sta', r)
+        ]
+        if not before:
+            before = [
+                cached_sweep(cfg, meta['checkpoint'],
+                             osp.join(model_dir, f'before_r{r}'), pair,
+                             meta['fingerprint'], flops, args.retrain,
+                             False)[1]['top1']
+            ]
+        ft = train_stage(ft_cfg, data_root, logger, args.retrain,
+                         upstream=meta['fingerprint'])
+        after = cached_sweep(ft_cfg, ft['checkpoint'],
+                             osp.join(model_dir, f'after_r{r}'), pair,
+                             ft['fingerprint'], flops, args.retrain, False)
+        results.append(
+            dict(
+                set=kind,
+                model=model,
+                r=r,
+                epochs=ft['epochs'],
+                lr=ft_cfg.optim_wrapper.optimizer.lr,
+                before=before[0],
+                after=after[1]['top1'],
+                after_r0=after[0]['top1'],
+                after_cosine=after[1]['cosine'],
+                train_seconds=ft['train_seconds'],
+                reused=ft['reused'],
+                step_seconds=speed['seconds'],
+                speed_ratio=speed['ratio'][str(r)],
+                checkpoint=ft['checkpoint']))
+        print_log(
+            f'{kind}/{model}: STA fine-tune at r={r}: top-1 '
+            f'{100 * before[0]:.1f}% -> {100 * after[1]["top1"]:.1f}%',
+            logger=logger)
+    return results
+
+
+def _reused_minutes(trainings, runs, finetune) -> float:
+    """Minutes that the reused stages took when an earlier run made them."""
+    seconds = sum(t['train_seconds'] for t in trainings if t['reused'])
+    seconds += sum(x['test_seconds'] for x in runs if x['reused'])
+    seconds += sum(x['train_seconds'] for x in finetune if x['reused'])
+    return round(seconds / 60, 1)
 
 
 def run_accuracy_benchmark(args: argparse.Namespace) -> Dict:
-    """Data, training and the sweep; returns what ``results.json`` holds.
+    """Data, training, sweeps and STA fine-tuning; what results.json holds.
 
     Args:
         args (argparse.Namespace): The options of
             ``tools/accuracy_benchmark.py`` (see its ``--help``).
     """
+    if args.fast:
+        for key, value in FAST.items():
+            setattr(args, key, value)
+        # a second thread buys little on tensors this small and costs a lot
+        # when other processes share the cores (the test suite's case)
+        if args.threads is None:
+            args.threads = 1
+    if args.sta_ft_models is None:
+        # the pre-trained model is the one STA is meant for
+        args.sta_ft_models = ['pretrained'] if 'pretrained' in args.models \
+            else list(args.models)
+    check_options(args)
+    setup_cpu(args.threads)
     mkdir_or_exist(args.work_dir)
-    # The tool's own logger: every Runner makes itself the 'current' one,
-    # and the test runners log at WARNING only.
+    wall = time.perf_counter()
+    # The tool's own logger: every Runner makes itself the 'current' one.
     logger = MMLogger.get_instance(
-        f'accuracy_benchmark_{time.strftime("%Y%m%d_%H%M%S")}',
+        f'accuracy_benchmark_{time.strftime("%Y%m%d_%H%M%S")}_'
+        f'{time.perf_counter_ns()}',
         log_file=osp.join(args.work_dir, 'benchmark.log'),
         log_level='INFO')
-    n_train, n_val, n_test = args.clips
-    data_root = osp.join(args.work_dir, 'data')
-    cfg = prepare_config(args, data_root)
-    backbone = cfg.model.backbone
+    probe = prepare_config(args, osp.join(args.work_dir, 'none'),
+                           args.sets[0], args.epochs, args.work_dir)
+    backbone = probe.model.backbone
     side = backbone.img_size // backbone.patch_size
     slices = backbone.num_frames // backbone.get('tubelet_size', 2)
     largest = max_drop_number(side * side, slices)
-    bad = [r for r in args.drop_numbers if not 0 <= r <= largest]
-    if bad:
-        raise ValueError(f'--drop-numbers {bad}: every r must be between 0 '
-                         f'and {largest} for {slices} slices of {side}x{side} '
-                         'tokens.')
+    for name in ('drop_numbers', 'sta_ft_drop_numbers'):
+        bad = [r for r in getattr(args, name) if not 0 <= r <= largest]
+        if bad:
+            raise ValueError(
+                f'--{name.replace("_", "-")} {bad}: every r must be between '
+                f'0 and {largest} for {slices} slices of {side}x{side} '
+                'tokens.')
+    if 0 in args.sta_ft_drop_numbers:
+        raise ValueError('--sta-ft-drop-numbers: fine-tuning with STA on '
+                         'needs r > 0; r=0 is the fine-tuned model itself.')
     drop_numbers = sorted(set(args.drop_numbers) | {0})
-
-    make_synthetic_motion(
-        data_root,
-        dict(train=n_train, val=n_val, test=n_test),
-        num_classes=args.num_classes,
-        force=args.regenerate)
-    preview(data_root, osp.join(args.work_dir, 'data_preview.png'))
-    meta = train(cfg, data_root, args.retrain, logger)
-
-    runs = []
-    todo = [('sta', 0, 0)]
-    for r in drop_numbers[1:]:
-        for s in args.strategies:
-            seeds = args.random_seeds if s == 'random' else [0]
-            todo += [(s, r, seed) for seed in seeds]
-    start = time.perf_counter()
-    for i, (s, r, seed) in enumerate(todo):
-        run = evaluate(cfg, meta['checkpoint'], args.work_dir, s, r, seed)
-        runs.append(run)
+    batch = probe.train_dataloader.batch_size
+    step = calibrate(probe)
+    est = estimate_minutes(args, step, batch)
+    print_log(
+        f'Estimated wall time: {est["total"]:.1f} min on this machine '
+        f'({torch.get_num_threads()} torch threads; {step:.2f} s per '
+        f'training step of {batch} clips now) = ' + ', '.join(
+            f'{k} {v:.1f}' for k, v in est.items() if k != 'total') +
+        ' min. Stages a previous run left with the same settings are '
+        'reused.',
+        logger=logger)
+    variants = list(args.strategies)
+    points = sweep_points(variants, drop_numbers, args.random_seeds)
+    runs: List[Dict] = []
+    trainings: List[Dict] = []
+    finetune: List[Dict] = []
+    flops: Dict = {}
+    for kind in args.sets:
+        set_dir = osp.join(args.work_dir, kind)
+        data_root = osp.join(set_dir, 'data')
+        n_train, n_val, n_test = args.clips
+        make_synthetic_motion(
+            data_root,
+            dict(train=n_train, val=n_val, test=n_test),
+            num_classes=args.num_classes,
+            force=args.regenerate,
+            kind=kind)
+        preview(data_root, osp.join(args.work_dir, f'data_preview_{kind}.png'))
+        models = _model_runs(args, kind, data_root, set_dir, logger,
+                             trainings)
+        for model, (cfg, meta) in models.items():
+            print_log(f'{kind}/{model}: sweeping {len(points)} test points',
+                      logger=logger)
+            for run in cached_sweep(cfg, meta['checkpoint'],
+                                    osp.join(set_dir, model, 'sweep'),
+                                    points, meta['fingerprint'], flops,
+                                    args.retrain):
+                runs.append(dict(run, set=kind, model=model))
+        for model in args.sta_ft_models:
+            cfg, meta = models[model]
+            finetune += _sta_finetune(args, kind, model, cfg, meta, runs,
+                                      data_root, osp.join(set_dir, model),
+                                      logger, flops)
         print_log(
-            f'[{i + 1}/{len(todo)}] {s:<8} r={r:<3} seed={seed} '
-            f'tokens={run["tokens"]} {run["gflops"]:.3f} GFLOPs/view '
-            f'top-1 {100 * run["top1"]:.1f}% ({run["test_seconds"]:.0f} s)',
-            logger=logger)
-    sweep_seconds = time.perf_counter() - start
+            f'{kind} set done after '
+            f'{(time.perf_counter() - wall) / 60:.1f} min', logger=logger)
 
-    strategies = list(dict.fromkeys(args.strategies))
-    rows = summarise(runs, strategies, drop_numbers)
+    rows = summarise(runs, variants, drop_numbers)
     info = dict(
         model=(f'STAViT {backbone.depth} blocks x {backbone.embed_dims} '
-               f'channels, {backbone.num_heads} heads, trained from scratch '
-               f'for {meta["epochs"]} epochs'),
-        data=(f'generated motion set, {args.num_classes} classes, '
-              f'{n_train}/{n_val}/{n_test} clips per class '
-              '(train/val/test)'),
+               f'channels, {backbone.num_heads} heads'),
         view=(f'one view = 1 clip x {backbone.num_frames} frames x '
               f'{backbone.img_size}x{backbone.img_size}, centre crop'),
-        hardware=(f'{platform.machine()} CPU, {meta["torch_threads"]} torch '
-                  'threads'),
-        train_minutes=meta['train_seconds'] / 60,
-        val_top1=meta['val'].get('acc/top1', float('nan')),
-        test_clips=n_test * args.num_classes,
+        hardware=(f'{platform.machine()} CPU, {torch.get_num_threads()} '
+                  'torch threads'),
+        sets={kind: _describe_set(kind, args)
+              for kind in args.sets},
         random_seeds=list(args.random_seeds),
-        sweep_minutes=round(sweep_seconds / 60, 1))
+        command=' '.join(['python tools/accuracy_benchmark.py'] +
+                         [shlex.quote(a) for a in sys.argv[1:]]),
+        estimate_minutes=round(est['total'], 1),
+        reused_minutes=_reused_minutes(trainings, runs, finetune),
+        wall_minutes=(time.perf_counter() - wall) / 60)
     result = dict(
         info=info,
-        train=meta,
+        trainings=trainings,
         rows=rows,
         runs=runs,
-        winners={str(k): v
-                 for k, v in winners(rows, drop_numbers).items()})
-    json_file = osp.join(args.work_dir, 'results.json')
-    with open(json_file, 'w') as f:
+        winners={
+            s: {m: {str(r): v for r, v in by_r.items()}
+                for m, by_r in by_model.items()}
+            for s, by_model in winners(rows).items()
+        },
+        sta_finetune=finetune)
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
-    md_file = osp.join(args.work_dir, 'results.md')
-    with open(md_file, 'w') as f:
-        f.write(markdown(rows, strategies, drop_numbers, info))
-    png_file = plot(
-        rows, strategies, osp.join(args.work_dir, 'accuracy_vs_gflops.png'),
-        f'{info["model"]}; {info["data"]}; {info["view"]}; '
-        f'test split of {info["test_clips"]} clips')
+    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+        f.write(markdown(rows, variants, info, finetune, trainings))
+    for kind in args.sets:
+        plot([x for x in rows if x['set'] == kind], variants,
+             osp.join(args.work_dir, f'accuracy_vs_gflops_{kind}.png'),
+             f'{kind} set: {info["model"]}; {info["view"]}; solid: '
+             'pre-trained then fine-tuned, dashed: from scratch')
     print_log(
-        f'Sweep of {len(todo)} test runs took {sweep_seconds / 60:.1f} min. '
-        f'Wrote {md_file}, {json_file} and {png_file}',
+        f'Done in {info["wall_minutes"]:.1f} min (estimated '
+        f'{est["total"]:.1f}; {info["reused_minutes"]:.1f} min of stages '
+        'reused from earlier runs). Wrote results.md, results.json and '
+        f'accuracy_vs_gflops_<set>.png in {args.work_dir}',
         logger=logger)
     return result

@@ -1,8 +1,13 @@
-"""The labelled set of generated clips for the accuracy benchmark.
+"""The labelled sets of generated clips for the accuracy benchmark.
 
-Clips come from :mod:`sta_mmaction.synthetic` (one moving object whose
-shape is the class, over a static textured background). This module lays
-them out as a dataset: train, val and test splits with disjoint seeds, one
+Two sets (:data:`SET_KINDS`), both from :mod:`sta_mmaction.synthetic`:
+``'shape'``, one moving object whose shape is the class over a static
+textured background (:func:`~sta_mmaction.synthetic.render_clip`), and
+``'motion'``, one object of the same look in every class whose motion
+(direction of a slide, or sense of a circle) is the class, over a partly
+moving background (:func:`~sta_mmaction.synthetic.render_motion_clip`). The
+module's name predates the shape set and is kept. It lays them out as a
+dataset: train, val and test splits with disjoint seeds, one
 folder and one list per split in MMAction2's ``VideoDataset`` annotation
 format (``<file> <label>``), and a ``meta.json`` of the settings, so the
 same settings give the same set on every machine.
@@ -17,7 +22,14 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar, mkdir_or_exist
 
-from ..synthetic import CLASSES, render_clip, write_clip
+from ..synthetic import (CLASSES, MOTION_CLASSES, render_clip,
+                         render_motion_clip, write_clip)
+
+#: Set kind -> (class names in label order, clip renderer).
+SET_KINDS = {
+    'shape': (CLASSES, render_clip),
+    'motion': (MOTION_CLASSES, render_motion_clip),
+}
 
 #: Seed offset of each split, so that no two splits share a clip.
 SPLIT_SEEDS = {'train': 0, 'val': 1_000_000, 'test': 2_000_000}
@@ -28,13 +40,22 @@ def ann_file_name(split: str) -> str:
     return f'{split}_list_videos.txt'
 
 
+def set_classes(kind: str) -> Tuple[str, ...]:
+    """Class names of the set ``kind``, in label order."""
+    if kind not in SET_KINDS:
+        raise ValueError(f'kind={kind!r} is not a generated set; choose one '
+                         f'of {tuple(SET_KINDS)}.')
+    return SET_KINDS[kind][0]
+
+
 def make_synthetic_motion(root: str,
                           clips_per_class: Dict[str, int],
                           num_classes: int = len(CLASSES),
                           num_frames: int = 20,
                           side: int = 128,
                           seed: int = 0,
-                          force: bool = False) -> Dict[str, str]:
+                          force: bool = False,
+                          kind: str = 'shape') -> Dict[str, str]:
     """Generate the set under ``root``, or reuse it if it is already there.
 
     Writes ``root/<split>/<class>_<i>.mp4``, ``root/<split>_list_videos.txt``
@@ -46,20 +67,23 @@ def make_synthetic_motion(root: str,
         clips_per_class (dict): Clips per class of each split, e.g.
             ``dict(train=60, val=20, test=25)``. Splits are ``'train'``,
             ``'val'`` and ``'test'``.
-        num_classes (int): Use the first ``num_classes`` of
-            :data:`CLASSES`. Defaults to all 6.
+        num_classes (int): Use the first ``num_classes`` classes of the
+            set. Defaults to 6, all of either set.
         num_frames (int): Frames per clip. Defaults to 20.
         side (int): Frame side in pixels. Defaults to 128.
         seed (int): Base seed of the whole set. Defaults to 0.
         force (bool): Regenerate even if a matching set exists.
             Defaults to False.
+        kind (str): Which set, a key of :data:`SET_KINDS`: ``'shape'`` or
+            ``'motion'``. Defaults to ``'shape'``.
 
     Returns:
         dict: ``'<split>'`` -> annotation file, and ``'root'``.
     """
-    if not 2 <= num_classes <= len(CLASSES):
+    classes, render = set_classes(kind), SET_KINDS[kind][1]
+    if not 2 <= num_classes <= len(classes):
         raise ValueError(f'num_classes={num_classes} must be between 2 and '
-                         f'{len(CLASSES)}.')
+                         f'{len(classes)}.')
     for split, count in clips_per_class.items():
         if split not in SPLIT_SEEDS:
             raise ValueError(f'split {split!r} is not one of '
@@ -68,7 +92,8 @@ def make_synthetic_motion(root: str,
             raise ValueError(f'clips_per_class[{split!r}]={count!r} must be '
                              'an int >= 1.')
     meta = dict(
-        classes=list(CLASSES[:num_classes]),
+        kind=kind,
+        classes=list(classes[:num_classes]),
         clips_per_class=dict(sorted(clips_per_class.items())),
         num_frames=num_frames,
         side=side,
@@ -89,21 +114,20 @@ def make_synthetic_motion(root: str,
             for split, count in sorted(clips_per_class.items())
             for label in range(num_classes) for i in range(count)]
     print_log(
-        f'Generating {len(todo)} clips ({num_classes} classes; '
+        f'Generating {len(todo)} {kind} clips ({num_classes} classes; '
         f'{meta["clips_per_class"]} per class) of {num_frames} frames '
         f'{side}x{side} in {root}',
         logger='current')
     lines: Dict[str, list] = {s: [] for s in clips_per_class}
     bar = ProgressBar(len(todo))
     for split, label, i in todo:
-        kind = CLASSES[label]
         folder = osp.join(root, split)
         mkdir_or_exist(folder)
-        name = f'{kind}_{i:04d}.mp4'
+        name = f'{classes[label]}_{i:04d}.mp4'
         clip_seed = seed * 10_000_000 + SPLIT_SEEDS[split] + label * 10_000 + i
         write_clip(
             osp.join(folder, name),
-            render_clip(kind, clip_seed, num_frames, side))
+            render(classes[label], clip_seed, num_frames, side))
         lines[split].append(f'{name} {label}\n')
         bar.update()
     for split, rows in lines.items():

@@ -1,91 +1,140 @@
-"""tools/accuracy_benchmark.py end to end, tiny: data, training, sweep."""
+"""tools/accuracy_benchmark.py --fast: the whole chain, its outputs, reuse."""
+import importlib.util
 import json
+import math
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 
+from sta_mmaction.apis.accuracy_benchmark import (check_options,
+                                                  run_accuracy_benchmark)
+from sta_mmaction.apis.accuracy_report import VARIANTS
 from ..conftest import ROOT
 
 TOOL = osp.join(ROOT, 'tools', 'accuracy_benchmark.py')
-# A 3-block, 48-channel STAViT, so that one epoch and the sweep take seconds.
-TINY = [
-    'model.backbone.embed_dims=48', 'model.backbone.num_heads=2',
-    'model.backbone.depth=3', 'model.cls_head.in_channels=48',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False'
-]
+SETS = ('shape', 'motion')
+MODELS = ('pretrained', 'scratch')
+#: The drop numbers and STA fine-tuning r of --fast.
+FAST_R = (0, 24)
 
 
-def run_tool(work_dir, *extra):
-    cmd = [
-        sys.executable, TOOL, '--work-dir',
-        str(work_dir), '--num-classes', '2', '--clips', '4', '2', '3',
-        '--epochs', '1', '--strategies', 'sta', 'random', '--drop-numbers',
-        '0', '8', '--random-seeds', '0', '1', *extra, '--cfg-options', *TINY
-    ]
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('accuracy_tool', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def run_tool(work_dir):
+    cmd = [sys.executable, TOOL, '--fast', '--work-dir', str(work_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return proc
+    with open(osp.join(work_dir, 'results.json')) as f:
+        return json.load(f), proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='module')
-def smoke(tmp_path_factory):
+def fast(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('bench')
-    proc = run_tool(work_dir)
-    with open(work_dir / 'results.json') as f:
-        return work_dir, json.load(f), proc
+    result, log = run_tool(work_dir)
+    return work_dir, result, log
 
 
-def test_smoke_run_writes_table_json_and_plot(smoke):
-    work_dir, result, _ = smoke
-    for name in ('results.md', 'accuracy_vs_gflops.png', 'data_preview.png',
-                 'data/meta.json', 'data/train_list_videos.txt',
-                 'data/val_list_videos.txt', 'data/test_list_videos.txt'):
-        assert osp.isfile(work_dir / name), name
-    assert osp.isfile(result['train']['checkpoint'])
-    # r=0 once, shared; 'sta' at r=8 once; 'random' at r=8 once per seed
-    runs = [(x['strategy'], x['r'], x['seed']) for x in result['runs']]
-    assert runs == [('sta', 0, None), ('sta', 8, None), ('random', 8, 0),
-                    ('random', 8, 1)]
-    rows = {(x['strategy'], x['r']): x for x in result['rows']}
-    assert set(rows) == {('sta', 0), ('sta', 8), ('random', 0),
-                         ('random', 8)}
-    assert rows['random', 8]['runs'] == 2
-    assert rows['sta', 8]['tokens'] == [392, 328, 296, 280]
-    assert rows['sta', 0]['tokens'] == [392, 392, 392, 392]
-    assert rows['sta', 8]['gflops'] < rows['sta', 0]['gflops']
-    for x in result['rows']:
-        assert 0 <= x['top1'] <= 1
+def test_fast_run_covers_every_set_model_strategy_and_r(fast):
+    work_dir, result, log = fast
+    assert 'Estimated wall time' in log
+    rows = {(x['set'], x['model'], x['variant'], x['r']): x
+            for x in result['rows']}
+    assert set(rows) == {(s, m, v, r)
+                         for s in SETS for m in MODELS for v in VARIANTS
+                         for r in FAST_R}
+    for key, x in rows.items():
+        assert 0 <= x['top1'] <= 1, key
+        assert -1 <= x['cosine'] <= 1 + 1e-9 and math.isfinite(x['cosine'])
+        if key[3] == 0:
+            assert x['cosine'] == pytest.approx(1), key
+            assert x['tokens'] == [392] * 4
+        else:
+            assert x['gflops'] < rows[key[:3] + (0, )]['gflops'], key
+    for s in SETS:
+        for m in MODELS:
+            random = rows[s, m, 'random', 24]
+            assert random['runs'] == 3  # seeds 0, 1, 2: mean and spread
+            assert rows[s, m, 'sta', 24]['tokens'] == [392, 200, 104, 56]
+            # one r=0 pass, then one per variant and seed
+            runs = [x for x in result['runs']
+                    if (x['set'], x['model']) == (s, m)]
+            assert len(runs) == 1 + len(VARIANTS) + 2
+    stages = {(t['set'], t['model'], t['stage']) for t in result['trainings']}
+    assert {(s, 'pretrained', 'pre-train') for s in SETS} <= stages
+    finetune = {(x['set'], x['model'], x['r']): x
+                for x in result['sta_finetune']}
+    assert set(finetune) == {(s, 'pretrained', 24) for s in SETS}
+    for x in finetune.values():
+        assert 0 <= x['before'] <= 1 and 0 <= x['after'] <= 1
+        assert x['speed_ratio'] > 0
+        assert set(x['step_seconds']) == {'0', '24'}
+
+
+def test_fast_run_writes_table_and_one_plot_per_set(fast):
+    work_dir, result, _ = fast
     table = (work_dir / 'results.md').read_text()
-    assert '| r | tokens | GFLOPs (sta) | sta | random | best |' in table
-    assert result['winners'].keys() == {'8'}
+    head = '| r | tokens | GFLOPs | ' + ' | '.join(VARIANTS) + ' | best |'
+    assert table.count(head) == len(SETS) * len(MODELS)
+    for s in SETS:
+        for m in MODELS:
+            assert f'### {s} / {m}: top-1 (%)' in table
+        with open(work_dir / f'accuracy_vs_gflops_{s}.png', 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+        assert set(result['winners'][s]) == set(MODELS)
+    assert '## Fine-tuning with STA on' in table
+    assert '## ToMe: proportional attention on (tome) or off' in table
 
 
-def test_rerun_reuses_data_and_checkpoint(smoke, tmp_path):
-    work_dir, result, _ = smoke
-    proc = run_tool(work_dir, '--strategies', 'temporal', '--drop-numbers',
-                    '4')
-    log = proc.stdout + proc.stderr
+def test_rerun_reuses_every_stage(fast):
+    work_dir, result, _ = fast
+    again, log = run_tool(work_dir)
     assert 'Reusing the generated set' in log
-    assert 'Reusing the checkpoint' in log
-    with open(work_dir / 'results.json') as f:
-        again = json.load(f)
-    assert again['train']['checkpoint'] == result['train']['checkpoint']
-    assert [(x['strategy'], x['r']) for x in again['rows']] == [('temporal',
-                                                                 0),
-                                                                ('temporal',
-                                                                 4)]
+    assert 'Epoch(train)' not in log  # nothing trained again
+    assert all(t['reused'] for t in again['trainings'])
+    assert all(x['reused'] for x in again['runs'])
+    assert [x['top1'] for x in again['rows']] == \
+        [x['top1'] for x in result['rows']]
+    assert again['info']['reused_minutes'] >= 0
 
 
-def test_bad_drop_number(tmp_path):
-    cmd = [
-        sys.executable, TOOL, '--work-dir',
-        str(tmp_path), '--num-classes', '2', '--clips', '1', '1', '1',
-        '--drop-numbers', '25'
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode != 0
-    assert 'every r must be between 0 and 24' in proc.stderr
+@pytest.mark.parametrize('argv, message', [
+    (['--sets', 'colour'], "--sets ['colour']"),
+    (['--models', 'scratch', 'scratch'], "--models ['scratch', 'scratch']"),
+    (['--strategies', 'tome_prop'], "--strategies ['tome_prop']"),
+    (['--random-seeds', '0', '0', '1'], 'at least 3 distinct seeds'),
+    (['--epochs', '0'], '--epochs=0 must be >= 1'),
+    (['--num-classes', '7'], '--num-classes=7 must be between 2 and 6'),
+    (['--models', 'scratch', '--sta-ft-models', 'pretrained'],
+     "--sta-ft-models ['pretrained'] are not in --models"),
+    (['--sta-ft-lr-scale', '0'], '--sta-ft-lr-scale=0.0 must be > 0'),
+    (['--pretrain-config', 'nowhere.py'], "--pretrain-config='nowhere.py'"),
+])
+def test_bad_options_raise(argv, message):
+    args = _load_tool().parse_args(argv)
+    args.sta_ft_models = args.sta_ft_models or []
+    with pytest.raises(ValueError) as err:
+        check_options(args)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--drop-numbers', '0', '25'], 'every r must be between 0 and 24'),
+    (['--sta-ft-drop-numbers', '0'], 'needs r > 0'),
+])
+def test_bad_drop_numbers_raise_before_any_work(argv, message, tmp_path):
+    args = _load_tool().parse_args(
+        ['--models', 'scratch', '--work-dir',
+         str(tmp_path)] + argv)
+    with pytest.raises(ValueError) as err:
+        run_accuracy_benchmark(args)
+    assert message in str(err.value)
+    assert not osp.exists(tmp_path / 'shape')  # no data, no training

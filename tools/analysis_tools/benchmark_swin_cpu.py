@@ -1,67 +1,87 @@
-"""CPU speed-up of STASwin3D-T at r=320 over r=0 on one 32 x 224^2 clip.
+"""STASwin3D on the CPU: r=0 against a pruned r, and where the time goes.
 
-    python tools/analysis_tools/benchmark_swin_cpu.py --repeats 5
+    python tools/analysis_tools/benchmark_swin_cpu.py --threads 1 --repeats 5
+    python tools/analysis_tools/benchmark_swin_cpu.py --flush-denormal
 
-Three variants hold the same random weights: r=0 (MMAction2's own forward,
-what the issue's target compares against), r=320, and "r=0, STA path" (the
-same weights through STA's gather/scatter forward with nothing dropped).
-The last one separates what the pruning saves from what the STA path saves
-by itself. After warm-up, every repetition times the variants back to back,
-the order alternating between repetitions; the medians of the wall clock
-and of the process CPU time (the steadier one on a shared machine) are
-compared, and the script prints speed-up / FLOPs ratio (fvcore), whose
-target is >= 0.80. It also prints where the r=0 time goes and what that
-allows (Amdahl's law): the "ideal" speed-up scales each stage's per-token
-layers by the share of tokens it keeps and assumes the pruned path costs
-nothing else; the "ceiling" assumes the per-token layers vanished. The logic
-is :func:`sta_mmaction.analysis.benchmark.swin_cpu_benchmark` and
-:func:`~sta_mmaction.analysis.benchmark.swin_breakdown`.
+A shortcut for ``benchmark.py --model swin-t --device cpu --drop-numbers 0
+R``: the same run of
+:func:`sta_mmaction.analysis.benchmark.run_speed_benchmark`, which times, with
+the same random weights, MMAction2's stock forward, STA at r=0 and r=R with
+the explicit and the fused attention, the oracle of each pruned one, and
+"STA path explicit r=0" (STA's gather/scatter forward with nothing dropped,
+which separates what the pruning saves from what that path saves by
+itself), then splits an r=0 forward of each attention path into the parts
+pruning cannot shrink and the per-token rest (Amdahl's bound, see
+:func:`~sta_mmaction.analysis.benchmark.swin_breakdown`).
 
 ``--flush-denormal`` sets ``torch.set_flush_denormal(True)`` for the whole
 run, all variants alike. Stock Video Swin masks shifted windows with a
 logit of -100, whose softmax weight is a subnormal float, and x86 CPUs
 multiply subnormals several times slower; the STA path masks with -1e4,
-whose weight is exactly zero (see ``sta_mmaction.models.swin_layers``). With
-the flag, stock runs as fast as it can and the comparison is between the
-algorithms.
+whose weight is exactly zero (see ``sta_mmaction.models.swin_layers``).
 """
 import argparse
+import os.path as osp
 
 import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
-from sta_mmaction.analysis.benchmark import (format_swin_cpu,
-                                             swin_cpu_benchmark)
-from sta_mmaction.analysis.timing import setup_cpu
+from mmaction.utils import register_all_modules
+
+from sta_mmaction.analysis.benchmark import model_config, run_speed_benchmark
 from sta_mmaction.apis import run_cli
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+#: ``--arch`` -> ``benchmark.py --model``.
+ARCHS = {'tiny': 'swin-t', 'small': 'swin-s', 'base': 'swin-b'}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='STASwin3D-T CPU latency, r=0 against r=320')
-    parser.add_argument('--drop-number', type=int, default=320)
-    parser.add_argument('--arch', default='tiny')
+        description='STASwin3D CPU latency, r=0 against a pruned r')
+    parser.add_argument('--arch', choices=sorted(ARCHS), default='tiny')
+    parser.add_argument(
+        '--drop-number',
+        type=int,
+        help='the pruned r; defaults to 320 (16 with --tiny)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument(
         '--flush-denormal',
         action='store_true',
-        help='flush subnormal floats to zero (both variants)')
+        help='flush subnormal floats to zero (every variant)')
     parser.add_argument(
         '--breakdown-repeats',
         type=int,
         default=2,
         help='r=0 forwards timed part by part (median); 0 skips it')
+    parser.add_argument(
+        '--tiny',
+        action='store_true',
+        help='a small Swin on a small clip: a seconds-long check')
+    parser.add_argument(
+        '--out-dir',
+        default='work_dirs/benchmark',
+        help='where the JSON and the PNG go')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_cpu(args.threads, args.flush_denormal)
-    result = swin_cpu_benchmark(args.arch, args.drop_number, args.warmup,
-                                args.repeats, args.breakdown_repeats,
-                                args.flush_denormal)
-    print(format_swin_cpu(result))
-    return result
+    model = ARCHS[args.arch]
+    register_all_modules(init_default_scope=True)
+    return run_speed_benchmark(
+        model_config(model, None, osp.join(ROOT, 'configs')),
+        None if args.drop_number is None else [0, args.drop_number],
+        out_dir=args.out_dir,
+        stem=f'{model}-cpu',
+        threads=args.threads,
+        flush_denormal=args.flush_denormal,
+        tiny=args.tiny,
+        device='cpu',
+        warmup=args.warmup,
+        repeats=args.repeats,
+        breakdown_repeats=args.breakdown_repeats)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,98 @@
+"""What ``tools/train.py`` runs: MMAction2's train set-up on mmengine's Runner.
+
+Beside MMAction2's own ``tools/train.py``: a ``load_from`` checkpoint must
+fill the whole model (``CheckpointKeysHook``, as in a test run),
+``launcher='pytorch'`` also starts on CPU-only machines (gloo), and the
+process group a run starts is closed after it. Training with STA on is
+a backbone setting (``model.backbone.drop_number=24``): gradients flow
+through the kept tokens, the selection itself is not differentiated.
+"""
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmaction.registry import RUNNERS
+from .testing import close_process_group, init_cpu_dist
+
+
+def configure_train(cfg: Config,
+                    config_path: str,
+                    launcher: str = 'none',
+                    work_dir: Optional[str] = None,
+                    amp: bool = False,
+                    resume: Optional[str] = None,
+                    no_validate: bool = False,
+                    auto_scale_lr: bool = False) -> Config:
+    """Apply the train tool's options to ``cfg``, as MMAction2's tool does.
+
+    Args:
+        cfg (Config): The train config.
+        config_path (str): Its file, for the default work dir.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+            Defaults to ``'none'``.
+        work_dir (str, optional): Defaults to None: the config's, else
+            ``work_dirs/<config name>``.
+        amp (bool): mmengine's ``AmpOptimWrapper`` (CUDA only). Defaults to
+            False.
+        resume (str, optional): ``'auto'`` (the work dir's latest
+            checkpoint) or a checkpoint file. Defaults to None.
+        no_validate (bool): Drop the validation loop. Defaults to False.
+        auto_scale_lr (bool): Scale the learning rate by the actual over
+            ``auto_scale_lr.base_batch_size``. Defaults to False.
+
+    Returns:
+        Config: ``cfg``, changed in place.
+    """
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('work_dirs', name)
+    if amp:
+        if not torch.cuda.is_available():
+            raise ValueError('--amp trains with mmengine\'s AmpOptimWrapper, '
+                             'which needs CUDA; this machine has none.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        cfg.resume = True
+        cfg.load_from = resume
+    if no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if auto_scale_lr:
+        scale = cfg.get('auto_scale_lr') or {}
+        if 'base_batch_size' not in scale:
+            raise ValueError(
+                '--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
+                'in the config (the batch size its learning rate is for).')
+        cfg.auto_scale_lr.enable = True
+    if cfg.get('load_from') and not any(
+            h.get('type') == 'CheckpointKeysHook'
+            for h in cfg.get('custom_hooks', [])):
+        # mmengine loads load_from with strict=False, which only logs a
+        # misfit; the hook refuses one before the first step
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='CheckpointKeysHook')
+        ]
+    return cfg
+
+
+def run_train(cfg: Config) -> Runner:
+    """``Runner.train`` of a configured ``cfg``; returns the runner."""
+    group_was_up = dist.is_available() and dist.is_initialized()
+    if cfg.launcher == 'pytorch':
+        init_cpu_dist(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+        else RUNNERS.build(cfg)
+    runner.train()
+    if not group_was_up:
+        close_process_group()
+    return runner
