@@ -9,7 +9,8 @@ neither fvcore nor the clock sees work that is not done. The attention
 itself (matmuls, softmax, bias) is not reduced, and on CPUs it and the
 unpruned stage 1 take most of Video Swin's time, so the wall-clock gain
 there stays below the FLOPs ratio (see
-``tools/analysis_tools/benchmark_swin_cpu.py``, which prints the bound).
+``tools/analysis_tools/benchmark.py --model swin-t``, which prints the
+Amdahl bound for both attention paths).
 
 Schedule (:func:`sta_mmaction.core.swin_schedule`, the "stage by stage" fit
 of the paper's table). With ``D`` temporal slices (16 for 32 frames) and
