@@ -25,7 +25,6 @@ counts are STA's.
 from typing import Callable, List, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmaction.models.backbones.swin import compute_mask, get_window_size
 from torch import Tensor
 
@@ -78,20 +77,7 @@ def vit_oracle(model: STAViT, x: Tensor) -> Tuple[Tensor, List[int]]:
     """
     _check_selects(model)
     model._check_input(x)
-    b, _, _, h, w = x.shape
-    h //= model.patch_size
-    w //= model.patch_size
-    x = model.patch_embed(x)[0]  # (B, N, C)
-    pos_embed = model.pos_embed
-    if (h, w) != model.grid_size:
-        pos_embed = pos_embed.reshape(-1, *model.grid_size, model.embed_dims)
-        pos_embed = F.interpolate(
-            pos_embed.permute(0, 3, 1, 2),
-            size=(h, w),
-            mode='bicubic',
-            align_corners=False).permute(0, 2, 3, 1).reshape(
-                1, -1, model.embed_dims)
-    x = model.pos_drop(x + pos_embed)
+    x = model.embed_tokens(x)  # (B, N, C)
     groups = group_schedule(model.num_frames // model.tubelet_size)
     point = dict(zip(model.prune_layers, groups))
     fused = model.fused_attention

@@ -6,11 +6,12 @@ validated (``wire_test_data``), the backbone's GFLOPs and tokens and the
 run's provenance are reported beside the accuracy, and the work dir is named
 by the ``r`` that actually runs.
 """
+import contextlib
 import copy
 import os
 import os.path as osp
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -280,20 +281,31 @@ def run_test(cfg: Config) -> Dict:
     ``tokens``, ...) and the provenance record of
     :class:`~sta_mmaction.engine.ProvenanceHook`.
     """
-    import torch.distributed as dist
     cfg = copy.deepcopy(cfg)
+    with runner_of(cfg) as runner:
+        use_main_rank_json(runner)
+        quiet_repeated_warnings(runner.logger)
+        return dict(runner.test())
+
+
+@contextlib.contextmanager
+def runner_of(cfg: Config) -> Iterator[Runner]:
+    """The Runner of ``cfg``, inside the process group the run needs.
+
+    ``launcher='pytorch'`` starts the group also without CUDA
+    (:func:`init_cpu_dist`); a group this run started is closed when the
+    block finishes (:func:`close_process_group`). A group that was already
+    up (a caller's) is left alone.
+    """
+    import torch.distributed as dist
     group_was_up = dist.is_available() and dist.is_initialized()
     if cfg.get('launcher') == 'pytorch':
         init_cpu_dist(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+    yield Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
-    use_main_rank_json(runner)
-    quiet_repeated_warnings(runner.logger)
-    metrics = dict(runner.test())
-    # only after a finished test: a rank that failed never reaches a barrier
+    # only after a finished run: a rank that failed never reaches a barrier
     if not group_was_up:
         close_process_group()
-    return metrics
 
 
 def close_process_group() -> None:

@@ -11,12 +11,10 @@ import os.path as osp
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmaction.registry import RUNNERS
-from .testing import close_process_group, init_cpu_dist
+from .testing import runner_of
 
 
 def configure_train(cfg: Config,
@@ -87,12 +85,6 @@ def configure_train(cfg: Config,
 
 def run_train(cfg: Config) -> Runner:
     """``Runner.train`` of a configured ``cfg``; returns the runner."""
-    group_was_up = dist.is_available() and dist.is_initialized()
-    if cfg.launcher == 'pytorch':
-        init_cpu_dist(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
-    runner.train()
-    if not group_was_up:
-        close_process_group()
+    with runner_of(cfg) as runner:
+        runner.train()
     return runner

@@ -309,6 +309,29 @@ class STAViT(VisionTransformer):
             return super().forward(x)
         return self.forward_pruned(x)[0]
 
+    def embed_tokens(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> (B, N, C) tokens with position embedding.
+
+        The embedding part of ``VisionTransformer.forward`` (mmaction 1.2.0):
+        patch embedding, the position table (bicubically resized for another
+        frame size) and its dropout. Shared by the pruned forward and the
+        benchmark's oracle, so that both embed exactly as the stock model.
+        """
+        h = x.shape[3] // self.patch_size
+        w = x.shape[4] // self.patch_size
+        x = self.patch_embed(x)[0]  # (B, N, C)
+        if (h, w) != self.grid_size:
+            pos_embed = self.pos_embed.reshape(-1, *self.grid_size,
+                                               self.embed_dims)
+            pos_embed = pos_embed.permute(0, 3, 1, 2)
+            pos_embed = F.interpolate(
+                pos_embed, size=(h, w), mode='bicubic', align_corners=False)
+            pos_embed = pos_embed.permute(0, 2, 3, 1).flatten(1, 2)
+            pos_embed = pos_embed.reshape(1, -1, self.embed_dims)
+        else:
+            pos_embed = self.pos_embed
+        return self.pos_drop(x + pos_embed)
+
     def forward_pruned(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """(B, C, T, H, W) -> features (B, C') and kept positions per point.
 
@@ -324,23 +347,8 @@ class STAViT(VisionTransformer):
         gens = sample_generators(self.strategy, self.seed,
                                  x)  # one generator per clip, or None
         # --- end STA ---
-        b, _, _, h, w = x.shape
-        h //= self.patch_size
-        w //= self.patch_size
-        x = self.patch_embed(x)[0]  # (B, N, C)
-        if (h, w) != self.grid_size:
-            pos_embed = self.pos_embed.reshape(-1, *self.grid_size,
-                                               self.embed_dims)
-            pos_embed = pos_embed.permute(0, 3, 1, 2)
-            pos_embed = F.interpolate(
-                pos_embed, size=(h, w), mode='bicubic', align_corners=False)
-            pos_embed = pos_embed.permute(0, 2, 3, 1).flatten(1, 2)
-            pos_embed = pos_embed.reshape(1, -1, self.embed_dims)
-        else:
-            pos_embed = self.pos_embed
-
-        x = x + pos_embed
-        x = self.pos_drop(x)
+        b = x.shape[0]
+        x = self.embed_tokens(x)  # (B, N, C)
 
         # --- STA: prune after the blocks of self.prune_layers ---
         groups = group_schedule(self.num_frames // self.tubelet_size)
