@@ -1,6 +1,6 @@
 """Accuracy against GFLOPs of every token-reduction strategy, on this machine.
 
-    python tools/accuracy_benchmark.py --threads 1  # everything, see README
+    python tools/accuracy_benchmark.py  # everything, see README
     python tools/accuracy_benchmark.py --fast  # the whole chain, tiny, < 1 min
 
 For each generated set (``shape``: the object's shape is the class;
@@ -59,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     add('--clips',
         type=int,
         nargs=3,
-        default=(30, 10, 20),
+        default=(90, 10, 50),
         metavar=('TRAIN', 'VAL', 'TEST'),
         help='clips per class of each split')
     add('--epochs',
@@ -68,11 +68,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='epochs of the from-scratch model at r=0')
     add('--pretrain-epochs',
         type=int,
-        default=40,
+        default=30,
         help='epochs of VideoMAE pre-training')
     add('--finetune-epochs',
         type=int,
-        default=8,
+        default=20,
         help='epochs of fine-tuning the pre-trained model at r=0')
     add('--strategies',
         nargs='+',

@@ -200,7 +200,8 @@ def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
             ``set``, ``model``, ``r``, ``epochs``, ``before``, ``after``,
             ``after_r0`` and ``speed_ratio``. Defaults to none.
         trainings (Sequence[dict]): Training stages, each with ``set``,
-            ``model``, ``stage``, ``epochs``, ``train_seconds`` and ``val``.
+            ``model``, ``stage``, ``epochs``, ``train_seconds``, ``val``
+            and ``loss`` (first and last epoch's mean).
             Defaults to none.
     """
     best = winners(rows)
@@ -221,14 +222,17 @@ def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
     if trainings:
         lines += [
             '## Training', '', '| set | model | stage | epochs | minutes | '
-            'val top-1 (%) |', '|---|---|---|---|---|---|'
+            'mean loss, first -> last epoch | val top-1 (%) |',
+            '|---|---|---|---|---|---|---|'
         ]
         for t in trainings:
             val = t.get('val', {}).get('acc/top1')
             val = '-' if val is None else f'{100 * val:.1f}'
+            loss = t.get('loss') or []
+            loss = f'{loss[0]} -> {loss[1]}' if loss else '-'
             lines.append(f'| {t["set"]} | {t["model"]} | {t["stage"]} | '
                          f'{t["epochs"]} | {t["train_seconds"] / 60:.1f} | '
-                         f'{val} |')
+                         f'{loss} | {val} |')
         lines.append('')
     for set_kind in dict.fromkeys(x['set'] for x in rows):
         lines += [f'## Set: {set_kind}', '', info['sets'][set_kind], '']

@@ -31,12 +31,27 @@ ENCODER_KEYS = ('img_size', 'patch_size', 'embed_dims', 'depth', 'num_heads',
 
 
 class _KeepMetrics(Hook):
-    """Remember the metrics of the last validation epoch."""
+    """Remember the last validation metrics and each epoch's mean loss."""
 
     priority = 'LOWEST'
 
     def __init__(self) -> None:
         self.metrics: Dict = {}
+        self.epoch_losses: list = []
+        self._losses: list = []
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs: Optional[Dict] = None) -> None:
+        if outputs and 'loss' in outputs:
+            self._losses.append(float(outputs['loss']))
+
+    def after_train_epoch(self, runner) -> None:
+        if self._losses:
+            self.epoch_losses.append(sum(self._losses) / len(self._losses))
+        self._losses = []
 
     def after_val_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
         self.metrics = dict(metrics or {})
@@ -122,8 +137,9 @@ def train_stage(cfg: Config,
 
     Returns:
         dict: ``fingerprint``, ``checkpoint``, ``epochs``, ``iters``,
-        ``train_clips``, ``train_seconds``, ``torch_threads``, ``val`` (the
-        last validation metrics, if the config validates) and ``reused``
+        ``train_clips``, ``train_seconds``, ``torch_threads``, ``loss``
+        (mean training loss of the first and of the last epoch), ``val``
+        (the last validation metrics, if the config validates) and ``reused``
         (whether a previous run left the stage).
     """
     meta_file = osp.join(cfg.work_dir, 'stage_meta.json')
@@ -155,13 +171,18 @@ def train_stage(cfg: Config,
         train_clips=len(runner.train_dataloader.dataset),
         train_seconds=round(seconds, 1),
         torch_threads=torch.get_num_threads(),
+        loss=[round(keep.epoch_losses[i], 4) for i in (0, -1)]
+        if keep.epoch_losses else [],
         val=keep.metrics)
     with open(meta_file, 'w') as f:
         json.dump(meta, f, indent=1)
     top1 = keep.metrics.get('acc/top1')
     print_log(
         f'{cfg.work_dir}: {epochs} epochs ({runner.iter} steps) in '
-        f'{seconds / 60:.1f} min' +
+        f'{seconds / 60:.1f} min' + (
+            '' if not meta['loss'] else
+            f'; mean loss {meta["loss"][0]} (epoch 1) -> {meta["loss"][1]} '
+            f'(epoch {epochs})') +
         ('' if top1 is None else f'; validation top-1 {100 * top1:.1f}%'),
         logger=logger)
     return dict(meta, reused=False)

@@ -70,6 +70,10 @@ def test_fast_run_covers_every_set_model_strategy_and_r(fast):
             assert len(runs) == 1 + len(VARIANTS) + 2
     stages = {(t['set'], t['model'], t['stage']) for t in result['trainings']}
     assert {(s, 'pretrained', 'pre-train') for s in SETS} <= stages
+    for t in result['trainings']:
+        # each stage's first and last epoch mean loss, one epoch in --fast
+        first, last = t['loss']
+        assert first == last and math.isfinite(first) and first > 0, t
     finetune = {(x['set'], x['model'], x['r']): x
                 for x in result['sta_finetune']}
     assert set(finetune) == {(s, 'pretrained', 24) for s in SETS}
@@ -91,6 +95,7 @@ def test_fast_run_writes_table_and_one_plot_per_set(fast):
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
         assert set(result['winners'][s]) == set(MODELS)
     assert '## Fine-tuning with STA on' in table
+    assert '| mean loss, first -> last epoch |' in table
     assert '## ToMe: proportional attention on (tome) or off' in table
 
 
