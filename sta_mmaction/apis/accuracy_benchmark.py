@@ -47,8 +47,9 @@ from ..datasets.synthetic_motion import (SET_KINDS, make_synthetic_motion,
                                          preview, set_classes)
 from .accuracy_report import MODELS, VARIANTS, markdown, plot, summarise, \
     winners
-from .accuracy_stages import (match_encoder, point_at_data, set_epochs,
-                              step_speed, train_stage)
+from .accuracy_stages import (match_encoder, point_at_data,
+                              pretrain_reference, set_epochs, step_speed,
+                              train_stage)
 from .accuracy_sweep import cached_sweep, point, sweep_points
 
 #: The module the ``'pretrained'`` model needs (pre-training model, config
@@ -274,8 +275,16 @@ def _model_runs(args, kind, data_root, set_dir, logger, trainings):
             pre_cfg = prepare_pretrain_config(
                 args, cfg, data_root, osp.join(model_dir, 'pretrain'))
             pre = train_stage(pre_cfg, data_root, logger, args.retrain)
+            ref = _cached_reference(args, pre_cfg, pre,
+                                    osp.join(model_dir, 'pretrain_reference'))
+            print_log(
+                f'{kind}/{model}: masked-tube MSE on {ref["clips"]} training '
+                f'clips: model {ref["model"]}, predicting the visible '
+                f'tubes\' mean colour {ref["visible_mean"]}, predicting '
+                f'zeros {ref["zero"]}',
+                logger=logger)
             trainings.append(dict(pre, set=kind, model=model,
-                                  stage='pre-train'))
+                                  stage='pre-train', reference=ref))
             init = importlib.import_module(PRETRAIN_MODULE).encoder_init_cfg
             cfg.model.backbone.init_cfg = init(pre['checkpoint'])
             meta = train_stage(cfg, data_root, logger, args.retrain,
@@ -286,6 +295,21 @@ def _model_runs(args, kind, data_root, set_dir, logger, trainings):
                  'fine-tune at r=0'))
         out[model] = (cfg, meta)
     return out
+
+
+def _cached_reference(args, pre_cfg, pre, work_dir):
+    """:func:`pretrain_reference` of ``pre``, or the one a run left."""
+    cache_file = osp.join(work_dir, 'reference.json')
+    if not args.retrain and osp.isfile(cache_file):
+        with open(cache_file) as f:
+            saved = json.load(f)
+        if saved.pop('stamp', None) == pre['fingerprint']:
+            return saved
+    ref = pretrain_reference(pre_cfg, pre['checkpoint'], work_dir)
+    mkdir_or_exist(work_dir)
+    with open(cache_file, 'w') as f:
+        json.dump(dict(ref, stamp=pre['fingerprint']), f, indent=1)
+    return ref
 
 
 def _cached_speed(args, ft_cfg, meta, work_dir):

@@ -201,7 +201,8 @@ def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
             ``after_r0`` and ``speed_ratio``. Defaults to none.
         trainings (Sequence[dict]): Training stages, each with ``set``,
             ``model``, ``stage``, ``epochs``, ``train_seconds``, ``val``
-            and ``loss`` (first and last epoch's mean).
+            and ``loss`` (first and last epoch's mean); pre-training stages
+            also ``reference`` (``pretrain_reference``'s result).
             Defaults to none.
     """
     best = winners(rows)
@@ -234,6 +235,20 @@ def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
                          f'{t["epochs"]} | {t["train_seconds"] / 60:.1f} | '
                          f'{loss} | {val} |')
         lines.append('')
+        refs = [t for t in trainings if t.get('reference')]
+        if refs:
+            lines += [
+                'Pre-training against two references: masked-tube MSE on '
+                'training clips, the same masks for all three.', '',
+                '| set | model | clips | pre-trained model | visible tubes\' '
+                'mean colour | zeros |', '|---|---|---|---|---|---|'
+            ]
+            for t in refs:
+                ref = t['reference']
+                lines.append(f'| {t["set"]} | {t["model"]} | {ref["clips"]} '
+                             f'| {ref["model"]} | {ref["visible_mean"]} | '
+                             f'{ref["zero"]} |')
+            lines.append('')
     for set_kind in dict.fromkeys(x['set'] for x in rows):
         lines += [f'## Set: {set_kind}', '', info['sets'][set_kind], '']
         for model in dict.fromkeys(x['model'] for x in rows

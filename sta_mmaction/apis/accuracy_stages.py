@@ -243,3 +243,59 @@ def step_speed(cfg: Config,
         ratio={str(r): round(seconds[0] / seconds[r], 3) for r in order[1:]},
         batch_size=cfg.train_dataloader.batch_size,
         repeats=repeats)
+
+
+def pretrain_reference(cfg: Config,
+                       checkpoint: str,
+                       work_dir: str,
+                       batches: int = 8,
+                       seed: int = 0) -> Dict:
+    """The pre-trained model's masked-tube loss beside two references.
+
+    On ``batches`` batches of the pre-training dataloader, with tube masks
+    drawn from a generator seeded with ``seed``, the same for the model and
+    the references: see ``VideoMAEPretrainer.reference_losses``. A loss
+    near ``visible_mean`` says pre-training learnt little beyond each
+    clip's colour.
+
+    Args:
+        cfg (Config): The pre-training config (its ``load_from`` unused).
+        checkpoint (str): The pre-trained weights.
+        work_dir (str): The runner's work dir.
+        batches (int): Batches to average over. Defaults to 8.
+        seed (int): Seed of the masks. Defaults to 0.
+
+    Returns:
+        dict: ``model``, ``zero``, ``visible_mean`` (clip-weighted means)
+        and ``clips``.
+    """
+    from ..core import tube_mask
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    model = unwrap(runner.model).eval()
+    gen = torch.Generator().manual_seed(seed)
+    sums = dict(model=0., zero=0., visible_mean=0.)
+    clips = 0
+    for i, batch in enumerate(runner.build_dataloader(cfg.train_dataloader)):
+        if i == batches:
+            break
+        inputs = model.data_preprocessor(batch, False)['inputs']
+        if inputs.dim() == 6:
+            inputs = inputs.flatten(0, 1)  # (B * V, C, T, H, W)
+        mask = tube_mask(inputs.shape[0], model.slices,
+                         model.tokens_per_slice, model.mask_ratio,
+                         generator=gen)  # (B, N)
+        losses = model.reference_losses(inputs, mask)
+        for key in sums:
+            sums[key] += losses[key] * inputs.shape[0]
+        clips += inputs.shape[0]
+    out = {k: round(v / clips, 4) for k, v in sums.items()}
+    out['clips'] = clips
+    return out

@@ -173,6 +173,36 @@ class VideoMAEPretrainer(BaseModel):
                                self.normalize_target)  # (B, N, D)
         return pred, target[mask].reshape(b, m, -1)  # (B, M, D) both
 
+    @torch.no_grad()
+    def reference_losses(self, clips: Tensor,
+                         mask: Tensor) -> Dict[str, float]:
+        """(B, C, T, H, W), (B, N) -> MSE of the model and two references.
+
+        All three are on the same masked tubes of the same targets, so they
+        compare directly: ``'model'``, this model's loss; ``'zero'``,
+        predicting zeros (the data preprocessor's mean colour, or each
+        tube's own mean when targets are standardised); ``'visible_mean'``,
+        predicting every masked tube as the per-channel mean of the clip's
+        visible tubes, which a decoder that learnt nothing of a clip but its
+        colour would reach.
+
+        Args:
+            clips (Tensor): As :meth:`reconstruct` takes them.
+            mask (Tensor): (B, N) bool, True at the masked tokens.
+        """
+        pred, target = self.reconstruct(clips, mask)  # (B, M, D)
+        b, m, d = target.shape
+        c = self.backbone.patch_embed.projection.in_channels
+        every = patch_targets(clips, self.tubelet, self.patch,
+                              self.normalize_target)  # (B, N, D)
+        visible = every[~mask].reshape(b, -1, d // c, c)  # (B, N - M, D/C, C)
+        colour = visible.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, C)
+        flat = target.reshape(b, m, d // c, c)  # (B, M, D/C, C)
+        return dict(
+            model=F.mse_loss(pred, target).item(),
+            zero=target.pow(2).mean().item(),
+            visible_mean=(flat - colour).pow(2).mean().item())
+
     def forward(self,
                 inputs: Tensor,
                 data_samples: Optional[Sequence] = None,

@@ -74,6 +74,11 @@ def test_fast_run_covers_every_set_model_strategy_and_r(fast):
         # each stage's first and last epoch mean loss, one epoch in --fast
         first, last = t['loss']
         assert first == last and math.isfinite(first) and first > 0, t
+        if t['stage'] == 'pre-train':
+            ref = t['reference']
+            assert ref['clips'] == 4  # 2 training clips x 2 classes
+            for key in ('model', 'zero', 'visible_mean'):
+                assert math.isfinite(ref[key]) and ref[key] > 0, ref
     finetune = {(x['set'], x['model'], x['r']): x
                 for x in result['sta_finetune']}
     assert set(finetune) == {(s, 'pretrained', 24) for s in SETS}
@@ -96,6 +101,8 @@ def test_fast_run_writes_table_and_one_plot_per_set(fast):
         assert set(result['winners'][s]) == set(MODELS)
     assert '## Fine-tuning with STA on' in table
     assert '| mean loss, first -> last epoch |' in table
+    assert '| pre-trained model | visible tubes\' mean colour | zeros |' \
+        in table
     assert '## ToMe: proportional attention on (tome) or off' in table
 
 

@@ -133,6 +133,33 @@ def test_loss_is_on_masked_tubes_only():
     torch.testing.assert_close(loss, ((pred - target)**2).mean())
 
 
+@pytest.mark.parametrize('normalize', [True, False])
+def test_reference_losses_share_the_masked_tubes(normalize):
+    torch.manual_seed(0)
+    model = pretrainer(mask_ratio=0.75, normalize_target=normalize).eval()
+    x = clips()
+    gen = torch.Generator().manual_seed(1)
+    mask = tube_mask(2, 4, 16, 0.75, generator=gen)
+    ref = model.reference_losses(x, mask)
+    pred, target = model.reconstruct(x, mask)
+    assert ref['model'] == pytest.approx(((pred - target)**2).mean().item())
+    assert ref['zero'] == pytest.approx((target**2).mean().item())
+    # re-stated: each clip's visible tubes' mean colour, per channel
+    tubes = x.reshape(2, 3, 4, 2, 4, 8, 4, 8).permute(0, 2, 4, 6, 3, 5, 7, 1)
+    tubes = tubes.reshape(2, 64, 128, 3)
+    if normalize:
+        tubes = (tubes - tubes.mean(2, keepdim=True)) / (
+            tubes.var(2, keepdim=True) + 1e-6).sqrt()
+    errors = []
+    for b in range(2):
+        colour = tubes[b][~mask[b]].mean((0, 1))  # (3, )
+        errors.append((tubes[b][mask[b]] - colour)**2)
+    want = torch.stack(errors).mean().item()
+    assert ref['visible_mean'] == pytest.approx(want, rel=1e-5)
+    if normalize:  # every standardised tube has mean 0: the same as zeros
+        assert ref['visible_mean'] == pytest.approx(ref['zero'], abs=1e-4)
+
+
 def test_bad_settings_are_value_errors():
     with pytest.raises(ValueError, match='ratio=1.0'):
         pretrainer(mask_ratio=1.0)
