@@ -297,37 +297,42 @@ def _model_runs(args, kind, data_root, set_dir, logger, trainings):
     return out
 
 
-def _cached_reference(args, pre_cfg, pre, work_dir):
-    """:func:`pretrain_reference` of ``pre``, or the one a run left."""
-    cache_file = osp.join(work_dir, 'reference.json')
-    if not args.retrain and osp.isfile(cache_file):
+def _cached(cache_file: str, stamp: str, retrain: bool, compute) -> Dict:
+    """``compute()``, or what a run with the same ``stamp`` left in the file.
+
+    For the measurements beside the stages (the pre-training references,
+    the step speed), which ``train_stage`` and ``cached_sweep`` do not
+    keep.
+    """
+    if not retrain and osp.isfile(cache_file):
         with open(cache_file) as f:
             saved = json.load(f)
-        if saved.pop('stamp', None) == pre['fingerprint']:
+        if saved.pop('stamp', None) == stamp:
             return saved
-    ref = pretrain_reference(pre_cfg, pre['checkpoint'], work_dir)
-    mkdir_or_exist(work_dir)
+    out = compute()
+    mkdir_or_exist(osp.dirname(cache_file))
     with open(cache_file, 'w') as f:
-        json.dump(dict(ref, stamp=pre['fingerprint']), f, indent=1)
-    return ref
+        json.dump(dict(out, stamp=stamp), f, indent=1)
+    return out
+
+
+def _cached_reference(args, pre_cfg, pre, work_dir):
+    """:func:`pretrain_reference` of ``pre``, or the one a run left."""
+    return _cached(
+        osp.join(work_dir, 'reference.json'), pre['fingerprint'],
+        args.retrain,
+        lambda: pretrain_reference(pre_cfg, pre['checkpoint'], work_dir))
 
 
 def _cached_speed(args, ft_cfg, meta, work_dir):
     """:func:`step_speed` of ``meta``'s checkpoint, or the one a run left."""
     stamp = f'{meta["fingerprint"]}/{args.sta_ft_drop_numbers}/' \
         f'{args.speed_repeats}'
-    cache_file = osp.join(work_dir, 'step_speed.json')
-    if not args.retrain and osp.isfile(cache_file):
-        with open(cache_file) as f:
-            saved = json.load(f)
-        if saved.get('stamp') == stamp:
-            return saved
-    speed = step_speed(ft_cfg, meta['checkpoint'], args.sta_ft_drop_numbers,
-                       work_dir, repeats=args.speed_repeats)
-    mkdir_or_exist(work_dir)
-    with open(cache_file, 'w') as f:
-        json.dump(dict(speed, stamp=stamp), f, indent=1)
-    return speed
+    return _cached(
+        osp.join(work_dir, 'step_speed.json'), stamp, args.retrain,
+        lambda: step_speed(ft_cfg, meta['checkpoint'],
+                           args.sta_ft_drop_numbers, work_dir,
+                           repeats=args.speed_repeats))
 
 
 def _sta_finetune(args, kind, model, cfg, meta, runs, data_root, model_dir,

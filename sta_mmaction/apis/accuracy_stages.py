@@ -188,6 +188,24 @@ def train_stage(cfg: Config,
     return dict(meta, reused=False)
 
 
+def _loaded_runner(cfg: Config, checkpoint: str, work_dir: str) -> Runner:
+    """A quiet Runner of ``cfg`` with ``checkpoint`` loaded, for measuring.
+
+    Its training dataloader runs in the main process; nothing is trained
+    or saved.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    return runner
+
+
 def step_speed(cfg: Config,
                checkpoint: str,
                drop_numbers: Sequence[int],
@@ -214,19 +232,11 @@ def step_speed(cfg: Config,
         dict: ``seconds`` (r -> median seconds per step), ``ratio`` (r ->
         seconds at 0 over seconds at r), ``batch_size`` and ``repeats``.
     """
-    cfg = copy.deepcopy(cfg)
-    cfg.load_from = checkpoint
-    cfg.work_dir = work_dir
-    cfg.experiment_name = osp.basename(work_dir)
-    cfg.log_level = 'WARNING'
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    runner = Runner.from_cfg(cfg)
-    runner.load_or_resume()
+    runner = _loaded_runner(cfg, checkpoint, work_dir)
     model = runner.model
     model.train()
-    wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
-    batch = next(iter(runner.build_dataloader(cfg.train_dataloader)))
+    wrapper = runner.build_optim_wrapper(runner.cfg.optim_wrapper)
+    batch = next(iter(runner.build_dataloader(runner.cfg.train_dataloader)))
     backbone = unwrap(model).backbone
     order = [0] + [r for r in drop_numbers if r]
     times: Dict[int, list] = {r: [] for r in order}
@@ -241,7 +251,7 @@ def step_speed(cfg: Config,
     return dict(
         seconds={str(r): round(s, 4) for r, s in seconds.items()},
         ratio={str(r): round(seconds[0] / seconds[r], 3) for r in order[1:]},
-        batch_size=cfg.train_dataloader.batch_size,
+        batch_size=runner.cfg.train_dataloader.batch_size,
         repeats=repeats)
 
 
@@ -269,29 +279,18 @@ def pretrain_reference(cfg: Config,
         dict: ``model``, ``zero``, ``visible_mean`` (clip-weighted means)
         and ``clips``.
     """
-    from ..core import tube_mask
-    cfg = copy.deepcopy(cfg)
-    cfg.load_from = checkpoint
-    cfg.work_dir = work_dir
-    cfg.experiment_name = osp.basename(work_dir)
-    cfg.log_level = 'WARNING'
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    runner = Runner.from_cfg(cfg)
-    runner.load_or_resume()
+    runner = _loaded_runner(cfg, checkpoint, work_dir)
     model = unwrap(runner.model).eval()
     gen = torch.Generator().manual_seed(seed)
     sums = dict(model=0., zero=0., visible_mean=0.)
     clips = 0
-    for i, batch in enumerate(runner.build_dataloader(cfg.train_dataloader)):
+    loader = runner.build_dataloader(runner.cfg.train_dataloader)
+    for i, batch in enumerate(loader):
         if i == batches:
             break
-        inputs = model.data_preprocessor(batch, False)['inputs']
-        if inputs.dim() == 6:
-            inputs = inputs.flatten(0, 1)  # (B * V, C, T, H, W)
-        mask = tube_mask(inputs.shape[0], model.slices,
-                         model.tokens_per_slice, model.mask_ratio,
-                         generator=gen)  # (B, N)
+        inputs = model.as_clips(
+            model.data_preprocessor(batch, False)['inputs'])
+        mask = model.draw_mask(inputs.shape[0], gen)  # (B, N)
         losses = model.reference_losses(inputs, mask)
         for key in sums:
             sums[key] += losses[key] * inputs.shape[0]

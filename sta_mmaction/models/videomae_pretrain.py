@@ -142,9 +142,8 @@ class VideoMAEPretrainer(BaseModel):
         self.decoder_head = nn.Linear(
             decoder_dims, self.tubelet * self.patch * self.patch * in_ch)
 
-    def reconstruct(self, clips: Tensor,
-                    mask: Tensor) -> Tuple[Tensor, Tensor]:
-        """(B, C, T, H, W), (B, N) -> predictions and targets (B, M, D).
+    def predict_masked(self, clips: Tensor, mask: Tensor) -> Tensor:
+        """(B, C, T, H, W), (B, N) -> (B, M, D) predictions of masked tubes.
 
         ``mask`` is True at the masked tokens, ``M`` of them in every clip
         (a :func:`~sta_mmaction.core.tube_mask`); ``D`` is
@@ -168,10 +167,49 @@ class VideoMAEPretrainer(BaseModel):
         for blk in self.decoder_blocks:
             x = blk(x)
         m = masked.shape[1]
-        pred = self.decoder_head(self.decoder_norm(x[:, -m:]))  # (B, M, D)
+        return self.decoder_head(self.decoder_norm(x[:, -m:]))  # (B, M, D)
+
+    def reconstruct(self, clips: Tensor,
+                    mask: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, C, T, H, W), (B, N) -> predictions and targets (B, M, D).
+
+        :meth:`predict_masked`, and the masked tubes' pixel targets
+        (:func:`~sta_mmaction.core.patch_targets`).
+        """
+        pred = self.predict_masked(clips, mask)  # (B, M, D)
         target = patch_targets(clips, self.tubelet, self.patch,
                                self.normalize_target)  # (B, N, D)
-        return pred, target[mask].reshape(b, m, -1)  # (B, M, D) both
+        return pred, target[mask].reshape(pred.shape)  # (B, M, D) both
+
+    def as_clips(self, inputs: Tensor) -> Tensor:
+        """(B, V, C, T, H, W) or (B, C, T, H, W) -> (B * V, C, T, H, W).
+
+        Views are folded into the batch, as the data preprocessor leaves
+        them; a clip of another size than the backbone's is a
+        ``ValueError``.
+        """
+        if inputs.dim() == 6:
+            inputs = inputs.flatten(0, 1)  # (B * V, C, T, H, W)
+        enc = self.backbone
+        side = enc.grid_size[0] * self.patch
+        built = (enc.patch_embed.projection.in_channels,
+                 self.slices * self.tubelet, side, side)
+        if inputs.dim() != 5 or tuple(inputs.shape[1:]) != built:
+            raise ValueError(
+                f'VideoMAEPretrainer was built for clips (C, T, H, W) = '
+                f'{built} (the backbone\'s img_size and num_frames), got '
+                f'inputs of shape {tuple(inputs.shape)}.')
+        return inputs
+
+    def draw_mask(self,
+                  batch: int,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+        """(B, N) bool tube mask of this model's grid and ``mask_ratio``.
+
+        Drawn from ``generator``, or torch's global RNG if None.
+        """
+        return tube_mask(batch, self.slices, self.tokens_per_slice,
+                         self.mask_ratio, generator=generator)
 
     @torch.no_grad()
     def reference_losses(self, clips: Tensor,
@@ -190,11 +228,12 @@ class VideoMAEPretrainer(BaseModel):
             clips (Tensor): As :meth:`reconstruct` takes them.
             mask (Tensor): (B, N) bool, True at the masked tokens.
         """
-        pred, target = self.reconstruct(clips, mask)  # (B, M, D)
-        b, m, d = target.shape
+        pred = self.predict_masked(clips, mask)  # (B, M, D)
+        b, m, d = pred.shape
         c = self.backbone.patch_embed.projection.in_channels
         every = patch_targets(clips, self.tubelet, self.patch,
                               self.normalize_target)  # (B, N, D)
+        target = every[mask].reshape(b, m, d)  # (B, M, D)
         visible = every[~mask].reshape(b, -1, d // c, c)  # (B, N - M, D/C, C)
         colour = visible.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, C)
         flat = target.reshape(b, m, d // c, c)  # (B, M, D/C, C)
@@ -224,19 +263,8 @@ class VideoMAEPretrainer(BaseModel):
             raise ValueError(f"VideoMAEPretrainer: mode={mode!r}; allowed: "
                              "'loss', 'tensor' (pre-training has no "
                              'predictions; set val_cfg=None).')
-        if inputs.dim() == 6:
-            inputs = inputs.flatten(0, 1)  # (B * V, C, T, H, W)
-        enc = self.backbone
-        side = enc.grid_size[0] * self.patch
-        built = (enc.patch_embed.projection.in_channels,
-                 self.slices * self.tubelet, side, side)
-        if inputs.dim() != 5 or tuple(inputs.shape[1:]) != built:
-            raise ValueError(
-                f'VideoMAEPretrainer was built for clips (C, T, H, W) = '
-                f'{built} (the backbone\'s img_size and num_frames), got '
-                f'inputs of shape {tuple(inputs.shape)}.')
-        mask = tube_mask(inputs.shape[0], self.slices, self.tokens_per_slice,
-                         self.mask_ratio).to(inputs.device)  # (B, N)
+        inputs = self.as_clips(inputs)  # (B, C, T, H, W)
+        mask = self.draw_mask(inputs.shape[0]).to(inputs.device)  # (B, N)
         pred, target = self.reconstruct(inputs, mask)  # (B, M, D)
         if mode == 'tensor':
             return pred
