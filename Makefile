@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) tools/demo.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests $(ARGS)
+	$(PY) -m pytest tests projects/synthetic_accuracy/tests $(ARGS)
 
 flops: $(STAMP)
 	for m in s b l h; do \

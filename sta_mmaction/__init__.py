@@ -20,7 +20,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 patch_missing_drn()
 install_safe_loaders()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 from .models import convert_backbone  # noqa: E402
 
 __all__ = ['__version__', 'convert_backbone']

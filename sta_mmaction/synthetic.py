@@ -1,6 +1,7 @@
 """Generated clips of moving objects: the one synthetic-video generator.
 
-The demo, the accuracy benchmark and the tests draw their videos here. Two
+The demo, the tests and ``projects/synthetic_accuracy`` draw their videos
+here; :func:`make_k400_set` lays shape clips out as a Kinetics-400 folder. Two
 kinds of clip are made: *shape* clips (:func:`render_clip`), whose class is
 the object's shape, and *motion* clips (:func:`render_motion_clip`), whose
 class is how the object moves.
@@ -39,7 +40,9 @@ on every machine. Clips are written as ``mp4v`` mp4 files with OpenCV;
 decord reads them back in MMAction2's standard pipeline. Plain numpy and
 OpenCV: nothing here imports mmengine.
 """
-from typing import Optional
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -289,3 +292,65 @@ def write_synthetic_video(path: str,
     """
     kind = CLASSES[seed % len(CLASSES)] if kind is None else kind
     return write_clip(str(path), render_clip(kind, seed, num_frames, side))
+
+
+#: The demo's classes by default, in label order: three keep it short.
+DEMO_CLASSES = CLASSES[:3]
+
+#: The annotation file's name in a Kinetics-400-format folder.
+ANN_FILE = 'kinetics400_val_list_videos.txt'
+
+
+def make_k400_set(root: str,
+                  num_clips_per_class: int = 2,
+                  classes: Optional[Sequence[str]] = None,
+                  num_frames: int = 64,
+                  side: int = 240,
+                  seed: int = 0) -> Dict:
+    """Write a tiny Kinetics-400-format test set of shape clips.
+
+    ``root/videos_val/<class>_<i>.mp4`` and ``root/`` + :data:`ANN_FILE`
+    (``<video> <label>`` lines, the label being the index in
+    :data:`CLASSES`). Clips already there are reused.
+
+    Args:
+        root (str): Output folder.
+        num_clips_per_class (int): Clips of each class. Defaults to 2.
+        classes (Sequence[str], optional): Classes, from :data:`CLASSES`.
+            Defaults to None, :data:`DEMO_CLASSES`.
+        num_frames (int): Frames per clip. Defaults to 64, one 16 x 4
+            VideoMAE clip.
+        side (int): Frame width and height in pixels. Defaults to 240,
+            Kinetics' short side.
+        seed (int): Base seed. Defaults to 0.
+
+    Returns:
+        dict: ``ann_file``, ``video_root`` and ``videos`` (list of
+        ``(file name, label)``).
+    """
+    if num_clips_per_class < 1:
+        raise ValueError(f'num_clips_per_class={num_clips_per_class} must be '
+                         '>= 1.')
+    classes = list(DEMO_CLASSES if classes is None else classes)
+    for kind in classes:
+        if kind not in CLASSES:
+            raise ValueError(f'class {kind!r} is not a generated class; '
+                             f'choose from {CLASSES}.')
+    video_root = osp.join(root, 'videos_val')
+    os.makedirs(video_root, exist_ok=True)
+    videos: List[Tuple[str, int]] = []
+    for i in range(num_clips_per_class):
+        for kind in classes:
+            label = CLASSES.index(kind)
+            name = f'{kind}_{i}.mp4'
+            path = osp.join(video_root, name)
+            if not osp.isfile(path):
+                write_clip(
+                    path,
+                    render_clip(kind, seed * 1000 + label * 100 + i,
+                                num_frames, side))
+            videos.append((name, label))
+    ann_file = osp.join(root, ANN_FILE)
+    with open(ann_file, 'w') as f:
+        f.writelines(f'{name} {label}\n' for name, label in videos)
+    return dict(ann_file=ann_file, video_root=video_root, videos=videos)

@@ -11,7 +11,7 @@ if ROOT not in sys.path:
 import sta_mmaction  # noqa: E402,F401  (patches mmaction before any import)
 from mmaction.utils import register_all_modules  # noqa: E402
 
-from sta_mmaction.utils.checkpoint_io import \
+from sta_mmaction.utils import \
     save_mmengine_checkpoint  # noqa: E402,F401  (re-exported for the tests)
 
 register_all_modules(init_default_scope=True)

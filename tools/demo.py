@@ -11,7 +11,7 @@ checkpoint, and runs MMAction2's standard test loop (mmengine Runner,
 VideoDataset, decord, AccMetric) with STAViT at r=0 and at r=64. It then
 times both backbones on one view, interleaved, prints GFLOPs per view,
 tokens kept, measured speed-up and the accuracy side by side, and draws a
-kept-token picture (:func:`sta_mmaction.demo.run_demo`). The views are 1
+kept-token picture (:func:`sta_mmaction.apis.demo.run_demo`). The views are 1
 clip x 1 center crop of 16 x 224 x 224 per video, so it runs in about two
 minutes on two busy CPU cores; ``--full-protocol`` uses the config's own (5
 clips x 3 crops).
@@ -24,7 +24,8 @@ from mmengine.config import DictAction
 
 from sta_mmaction.analysis.timing import setup_cpu
 from sta_mmaction.apis import run_cli
-from sta_mmaction.demo import DEMO_CLASSES, format_summary, run_demo
+from sta_mmaction.apis.demo import format_summary, run_demo
+from sta_mmaction.synthetic import DEMO_CLASSES
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'sta_vits_k400_r0.py')

@@ -18,7 +18,7 @@ import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
 from mmengine.config import DictAction
 
 from sta_mmaction.apis import run_cli
-from sta_mmaction.demo.visualize import visualize_config
+from sta_mmaction.apis.demo import visualize_config
 
 
 def parse_args(argv=None):

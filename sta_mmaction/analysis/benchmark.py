@@ -4,8 +4,9 @@
 random clip, copies with the same weights: MMAction2's stock backbone in
 float32 (the reference), STA at every drop number with the explicit
 attention and with ``fused_attention=True``, the oracle of each pruned one
-(the same blocks on STA's token counts with no selection, see
-:mod:`.oracle`), for Video Swin STA's path at r=0 (its gather/scatter
+(a copy with ``strategy='oracle'``: the same blocks on STA's token counts,
+each group keeping its first tokens, no scoring; see :func:`oracle_twin`),
+for Video Swin STA's path at r=0 (its gather/scatter
 forward with nothing dropped), and, if asked, the same under ``amp``
 autocast and ``torch.compile``-d fused STA. After warm-up the repetitions
 are interleaved across all variants, their order reversing every other
@@ -36,11 +37,10 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 
-from ..models import (STA_VERSIONS, STASwin3D, convert_backbone, sta_swin,
-                      swin_layers)
+from ..models import (STA_VERSIONS, STASwin3D, apply_pruning,
+                      convert_backbone, pruning_of, sta_swin, swin_layers)
 from .flops import backbone_report, view_shape
-from .oracle import oracle_of
-from .sweep import build_backbone, drop_numbers_of, prune_to, stock_copy
+from .sweep import build_backbone, drop_numbers_of, stock_copy
 from .table import format_table
 from .timing import (CallTimer, PartTimer, autocast, hardware_name,
                      interleaved_times, setup_cpu, sync, time_once,
@@ -167,9 +167,10 @@ def build_variants(cfg: Config, drop_numbers: Optional[Sequence[int]],
         device (torch.device): Where the models go.
     """
     base = build_backbone(cfg)
+    pruning = pruning_of(cfg)
     variants = []
     for r in drop_numbers_of(cfg, drop_numbers):
-        model = prune_to(copy.deepcopy(base), cfg, r)
+        model = apply_pruning(copy.deepcopy(base), pruning, r)
         # stock SwinTransformer3D.train() returns None: no chaining
         model.eval()
         variants.append((f'{type(model).__name__} r={r}', r, model.to(device)))
@@ -196,6 +197,37 @@ def compile_forward(model: torch.nn.Module) -> Callable:
             'cannot compile the scatter that builds its kept-token windows; '
             'run the Swin variants without --compile.')
     return torch.compile(model)
+
+
+def oracle_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an STA backbone with ``strategy='oracle'``, same weights.
+
+    Its own forward runs the same blocks on the same token counts, every
+    group keeping its first tokens (:func:`sta_mmaction.core.first_select`),
+    so STA's time over the twin's is the price of STA's selection. A model
+    without an oracle is refused here, before any clip is timed.
+
+    Args:
+        model (STAViT or STASwin3D): A pruned STA backbone.
+
+    Returns:
+        nn.Module: The copy, with the model's other settings, mode and
+        device.
+    """
+    if not isinstance(model, tuple(STA_VERSIONS.values())):
+        raise ValueError(f'no oracle for a {type(model).__name__}; the '
+                         "oracle is the strategy='oracle' of an STA "
+                         'backbone.')
+    if model.strategy == 'tome' and model.drop_number:
+        raise ValueError("strategy='tome' merges tokens rather than "
+                         'selecting them, so it has no oracle (each group '
+                         'keeping its first tokens); use a selecting '
+                         'strategy (e.g. the default sta).')
+    if isinstance(model, STASwin3D) and not model.drop_number:
+        raise ValueError('STASwin3D at drop_number=0 prunes nothing, so its '
+                         'oracle is the unpruned forward; time that.')
+    return convert_backbone(
+        copy.deepcopy(model), model.drop_number, strategy='oracle')
 
 
 def _variant(label: str,
@@ -243,6 +275,13 @@ def speed_variants(stock: torch.nn.Module,
         with ``forward``; ``stock`` in float32 comes first.
     """
     rs = sorted({r for r, _ in sta})
+    oracles = {}  # one twin per model, timed at every precision
+    for key, model in sta.items():
+        if key[0]:
+            try:
+                oracles[key] = oracle_twin(model), ''
+            except ValueError as err:  # ToMe merges: nothing to select
+                oracles[key] = None, f'not supported: {err}'
     out = [_variant('stock', 'stock', 0, 'explicit', None, stock)]
     for prec in [amp] if amp_only else [None] + ([amp] if amp else []):
         tag = f' {prec}' if prec else ''
@@ -262,10 +301,8 @@ def speed_variants(stock: torch.nn.Module,
             for r in rs:
                 if not r:
                     continue
-                try:
-                    forward, note = wrap(oracle_of(sta[r, attention])), ''
-                except ValueError as err:  # ToMe merges: nothing to slice
-                    forward, note = None, f'not supported: {err}'
+                twin, note = oracles[r, attention]
+                forward = None if twin is None else wrap(twin)
                 out.append(
                     _variant(f'oracle {attention} r={r}{tag}', 'oracle', r,
                              attention, prec, forward, note=note))

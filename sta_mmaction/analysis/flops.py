@@ -20,8 +20,9 @@ from mmaction.models.backbones.swin import SwinTransformer3D, get_window_size
 from mmengine.config import Config
 from torch import nn
 
-from ..core import (ceil_div, group_schedule, prune_layers, swin_grids,
-                    swin_plan, token_counts, validate_drop_number)
+from ..core import (NEEDS_KEYS, ceil_div, group_schedule, prune_layers,
+                    swin_grids, swin_plan, token_counts,
+                    validate_drop_number)
 from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
 from ..models import STASwin3D, STAViT
 from ..models.sta_swin import DEFAULT_CLIP, SWIN_STRATEGIES
@@ -259,10 +260,11 @@ def analytic_swin_flops(arch: Union[str, Dict],
     * stage 1, and every stage at ``drop_number=0``, as stock: norm1, norm2
       and the MLP on the grid, qkv and proj on the grid padded to whole
       windows;
-    * at a prune point (stages 2-4): norm1 and the keys on every candidate,
-      queries and values on the kept tokens only, and the strategy's
+    * at a prune point (stages 2-4): norm1 and the keys on every candidate
+      for a strategy that reads keys (on the kept tokens only for the
+      others), queries and values on the kept tokens only, and the strategy's
       scoring (STA's parity and accumulation matmuls; none for
-      ``'random'`` and ``'semantic'``);
+      ``'random'``, ``'semantic'`` and ``'oracle'``);
     * the blocks of a pruned stage: norm1 (after the first block), qkv,
       proj, norm2 and the MLP on the kept tokens;
     * window attention (``q @ k^T`` and ``attn @ v``) over every position
@@ -332,7 +334,8 @@ def analytic_swin_flops(arch: Union[str, Dict],
         tail = attn + m * c * c + ln * m * c + 2 * m * c * hidden
         if s and points:
             p = points[s - 1]
-            flops += ln * n * c + n * c * c + 2 * m * c * c  # norm1, k; q, v
+            keyed = n if strategy in NEEDS_KEYS else m  # norm1 and k
+            flops += ln * keyed * c + keyed * c * c + 2 * m * c * c
             if strategy in SCORING_STRATEGIES:
                 flops += _sta_select_flops(p['groups'], p['candidates'],
                                            p['drop'], c // heads)

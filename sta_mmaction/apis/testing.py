@@ -11,24 +11,21 @@ import copy
 import os
 import os.path as osp
 import re
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Union
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmaction.registry import RUNNERS
-from ..datasets import wire_test_data
+from ..datasets import single_view_pipeline, wire_test_data
 from ..engine import add_test_hooks
-from ..engine.amp import check_amp
-from ..engine.run_logging import quiet_repeated_warnings, use_main_rank_json
-from ..visualization import single_view_pipeline
-
-#: Backbone types whose own ``drop_number`` prunes.
-STA_BACKBONES = ('STAViT', 'STASwin3D')
+from ..engine.test_loop import check_amp
+from ..engine.run_logging import quiet_repeated_warnings
+from ..models import STASwin3D, pruning_of
 
 
-def configure_test(config: str,
+def configure_test(config: Union[str, Config],
                    checkpoint: Optional[str] = None,
                    *,
                    work_dir: Optional[str] = None,
@@ -48,7 +45,8 @@ def configure_test(config: str,
     """The config of one test run, as ``tools/test.py`` runs it.
 
     Args:
-        config (str): Test config file.
+        config (str or Config): Test config file, or a loaded one (not
+            changed: a copy is set up).
         checkpoint (str, optional): Checkpoint file or URL. Defaults to None,
             the config's ``load_from``.
         work_dir (str, optional): Where logs and the metrics JSON go.
@@ -84,7 +82,11 @@ def configure_test(config: str,
     Returns:
         Config: Ready for :func:`run_test`.
     """
-    cfg = Config.fromfile(config)
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+        config = cfg.filename or 'config.py'
+    else:
+        cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
@@ -120,34 +122,35 @@ def configure_test(config: str,
     cap_workers(cfg)
     wire_test_data(cfg, skip_corrupt=skip_corrupt_videos, dump_file=dump)
     add_test_hooks(cfg)
+    logger = cfg.get('default_hooks', {}).get('logger')
+    if logger is not None and logger.get('type') in ('LoggerHook',
+                                                     'mmengine.LoggerHook'):
+        logger['type'] = 'MainRankJsonLoggerHook'
     return cfg
 
 
 def use_fused_attention(cfg: Config) -> None:
-    """Turn on ``fused_attention`` wherever the config prunes.
+    """Turn on ``fused_attention`` where the config prunes.
 
-    ``STAViT`` / ``STASwin3D`` backbones and ``STAPruningHook`` entries get
-    ``fused_attention=True``; a stock backbone that no hook converts would
-    ignore it (MMAction2's ``VisionTransformer`` swallows unknown
-    arguments), so that is a ``ValueError``.
+    On the ``STAPruningHook`` if there is one, else on the STA backbone; a
+    stock backbone that nothing converts would ignore it (MMAction2's
+    ``VisionTransformer`` swallows unknown arguments), so that is a
+    ``ValueError``.
     """
-    backbone = cfg.model.get('backbone', {})
-    hooks = [
-        h for h in cfg.get('custom_hooks', [])
-        if h.get('type') == 'STAPruningHook'
-    ]
-    if backbone.get('type') not in STA_BACKBONES and not hooks:
+    pruning = pruning_of(cfg)
+    if pruning.drop_number is None:
         raise ValueError(
-            '--fused-attention needs an STA backbone '
-            f'({", ".join(STA_BACKBONES)}) or an STAPruningHook, but '
-            'model.backbone.type='
-            f'{backbone.get("type")!r} and custom_hooks has no '
+            '--fused-attention needs an STA backbone (STAViT, STASwin3D) or '
+            'an STAPruningHook, but model.backbone.type='
+            f'{cfg.model.backbone.get("type")!r} and custom_hooks has no '
             "STAPruningHook; add custom_hooks=[dict(type='STAPruningHook', "
             'drop_number=0)] to run the stock weights with it.')
-    if backbone.get('type') in STA_BACKBONES:
-        backbone.fused_attention = True
-    for hook in hooks:
-        hook['fused_attention'] = True
+    if pruning.hook:
+        for hook in cfg.custom_hooks:
+            if hook.get('type') == 'STAPruningHook':
+                hook['fused_attention'] = True
+    else:
+        cfg.model.backbone.fused_attention = True
 
 
 def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
@@ -155,15 +158,13 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
 
     mmengine 0.10.7's ``TestLoop`` names no autocast dtype and its
     ``cfg.compile`` is applied when training only (see
-    :mod:`sta_mmaction.engine.amp`). The config's own ``TestLoop`` settings
+    :mod:`sta_mmaction.engine.test_loop`). The config's own ``TestLoop`` settings
     are kept; another loop type is a ``ValueError``.
     """
     import torch
     check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu')
-    kind = cfg.model.get('backbone', {}).get('type')
-    pruned_swin = kind == 'STASwin3D' or (kind == 'SwinTransformer3D' and
-                                          pruning_of(cfg)[0] is not None)
-    if compile and pruned_swin:
+    if compile and pruning_of(cfg).backbone is STASwin3D:
+        kind = cfg.model.backbone.get('type')
         raise ValueError(
             f'--compile with model.backbone.type={kind!r}: torch 2.13\'s '
             'inductor cannot compile the pruned Video Swin forward (the '
@@ -179,26 +180,6 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
     cfg.test_cfg = loop
 
 
-def pruning_of(cfg: Config) -> Tuple[Optional[int], Optional[str]]:
-    """``(drop_number, strategy)`` a test config runs with.
-
-    Read from an STA backbone, else from an ``STAPruningHook`` in
-    ``custom_hooks`` (the last one wins, as at run time); ``(None, None)``
-    for a stock model.
-    """
-    backbone = cfg.model.get('backbone', {})
-    hooks = [
-        h for h in cfg.get('custom_hooks', [])
-        if h.get('type') == 'STAPruningHook'
-    ]
-    if hooks:
-        strategy = hooks[-1].get('strategy') or backbone.get('strategy')
-        return hooks[-1].get('drop_number'), strategy or 'sta'
-    if backbone.get('type') in STA_BACKBONES:
-        return backbone.get('drop_number', 0), backbone.get('strategy', 'sta')
-    return None, None
-
-
 def default_work_dir(cfg: Config, config: str) -> str:
     """``work_dirs/<name>``, where the name says which ``r`` ran.
 
@@ -208,11 +189,11 @@ def default_work_dir(cfg: Config, config: str) -> str:
     than ``'sta'`` and the quick protocol are appended.
     """
     name = osp.splitext(osp.basename(config))[0]
-    drop_number, strategy = pruning_of(cfg)
-    if drop_number is not None:
-        name = re.sub(r'_r\d+$', '', name) + f'_r{drop_number}'
-    if strategy not in (None, 'sta'):
-        name += f'_{strategy}'
+    pruning = pruning_of(cfg)
+    if pruning.drop_number is not None:
+        name = re.sub(r'_r\d+$', '', name) + f'_r{pruning.drop_number}'
+    if pruning.strategy not in (None, 'sta'):
+        name += f'_{pruning.strategy}'
     if cfg.get('test_protocol') == 'quick':
         name += '_quick'
     return osp.join('work_dirs', name)
@@ -283,7 +264,6 @@ def run_test(cfg: Config) -> Dict:
     """
     cfg = copy.deepcopy(cfg)
     with runner_of(cfg) as runner:
-        use_main_rank_json(runner)
         quiet_repeated_warnings(runner.logger)
         return dict(runner.test())
 

@@ -2,14 +2,12 @@
 
 ``core`` imports no mmengine: :mod:`.sta` is the rule, :mod:`.baselines`
 the other strategies and the table that picks one, :mod:`.schedule` the
-prune points and token counts of both backbones, :mod:`.masking` VideoMAE's
-tube masking for pre-training.
+prune points and token counts of both backbones.
 """
-from .baselines import (HASHED_ELEMENTS, SELECTORS, STRATEGIES, Generators,
-                        bipartite_match, clip_generators, merge_tokens,
-                        random_select, select_tokens, semantic_select,
-                        validate_strategy)
-from .masking import masked_per_slice, patch_targets, tube_mask
+from .baselines import (HASHED_ELEMENTS, NEEDS_KEYS, SELECTORS, STRATEGIES,
+                        Generators, bipartite_match, clip_generators,
+                        first_select, merge_tokens, random_select,
+                        select_tokens, semantic_select, validate_strategy)
 from .schedule import (NUM_PRUNE_POINTS, ceil_div, check_drop_number,
                        group_schedule, group_sizes, kept_cells,
                        max_drop_number, max_swin_drop, prune_layers,
@@ -19,14 +17,13 @@ from .sta import (accumulate, gather_tokens, parity_drop, scatter_tokens,
                   semantic_activation, sta_select)
 
 __all__ = [
-    'HASHED_ELEMENTS', 'NUM_PRUNE_POINTS', 'SELECTORS', 'STRATEGIES',
-    'Generators', 'accumulate', 'bipartite_match', 'ceil_div',
-    'check_drop_number', 'clip_generators', 'gather_tokens', 'group_schedule',
-    'group_sizes', 'kept_cells', 'masked_per_slice', 'max_drop_number',
-    'max_swin_drop', 'merge_tokens', 'parity_drop', 'patch_targets',
-    'prune_layers', 'random_select', 'scatter_tokens', 'select_tokens',
-    'semantic_activation',
+    'HASHED_ELEMENTS', 'NEEDS_KEYS', 'NUM_PRUNE_POINTS', 'SELECTORS',
+    'STRATEGIES', 'Generators', 'accumulate', 'bipartite_match', 'ceil_div',
+    'check_drop_number', 'clip_generators', 'first_select', 'gather_tokens',
+    'group_schedule', 'group_sizes', 'kept_cells', 'max_drop_number',
+    'max_swin_drop', 'merge_tokens', 'parity_drop', 'prune_layers',
+    'random_select', 'scatter_tokens', 'select_tokens', 'semantic_activation',
     'semantic_select', 'sta_select', 'swin_grids', 'swin_plan',
-    'swin_schedule', 'token_counts', 'tube_mask', 'validate_drop_number',
+    'swin_schedule', 'token_counts', 'validate_drop_number',
     'validate_strategy', 'visits_in_reverse'
 ]

@@ -15,6 +15,15 @@ them leaves the same token counts (:data:`STRATEGIES`):
 * ``'tome'``: ToMe's bipartite soft matching inside each group, merging
   instead of dropping (:func:`bipartite_match`, :func:`merge_tokens`, after
   Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023).
+* ``'oracle'``: every group keeps its first ``n - r`` positions
+  (:func:`first_select`), with no scoring at all. It is a speed reference,
+  not an accuracy baseline: the same blocks run on the same token counts
+  as STA's, so STA's time over the oracle's is the price of STA's selection
+  (the scoring, and on Video Swin the keys of the dropped candidates).
+
+Only the strategies of :data:`NEEDS_KEYS` read the attention keys; a
+backbone whose keys cost extra work (Video Swin's candidates) computes
+them for those alone.
 """
 import hashlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -85,6 +94,34 @@ def random_select(batch: int,
     return _to_global(local, n)  # (B, N - G * r)
 
 
+def first_select(batch: int,
+                 num_tokens: int,
+                 num_groups: int,
+                 r: int,
+                 device: Optional[torch.device] = None) -> Tensor:
+    """(B, N - G * r) indices: each group keeps its first ``n - r`` tokens.
+
+    The ``'oracle'`` strategy: a fixed keep set, the same for every sample,
+    that reads no token at all.
+
+    Args:
+        batch (int): B.
+        num_tokens (int): N, a multiple of ``num_groups``.
+        num_groups (int): G.
+        r (int): Tokens dropped per group, ``0 < r < n``.
+        device (torch.device, optional): Device of the returned indices.
+            Defaults to None, the CPU.
+
+    Returns:
+        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time order
+        and each group's survivors in position order.
+    """
+    n = num_tokens // num_groups
+    local = torch.arange(n - r, device=device)  # (n - r, )
+    local = local.expand(batch, num_groups, -1)  # (B, G, n - r)
+    return _to_global(local, n)  # (B, N - G * r)
+
+
 def clip_generators(x: Tensor, seed: int) -> List[torch.Generator]:
     """One CPU generator per clip of ``x``, from ``seed`` and the clip.
 
@@ -150,17 +187,26 @@ def _semantic(x, keys, num_groups, r, reverse, generator):
     return semantic_select(x, num_groups, r)
 
 
+def _oracle(x, keys, num_groups, r, reverse, generator):
+    return first_select(x.shape[0], x.shape[1], num_groups, r, x.device)
+
+
 #: Selecting strategy -> ``f(x, keys, num_groups, r, reverse, generator)``.
 SELECTORS: Dict[str, Callable[..., Tensor]] = {
     'sta': _sta,
     'random': _random,
     'temporal': _temporal,
     'semantic': _semantic,
+    'oracle': _oracle,
 }
 
 #: Token-reduction strategies, STA first. All but ``'tome'`` select tokens
 #: (:func:`select_tokens`); ``'tome'`` merges them (:func:`bipartite_match`).
 STRATEGIES = tuple(SELECTORS) + ('tome', )
+
+#: Strategies that read the attention keys. The others are given none
+#: (``keys=None`` in :func:`select_tokens`).
+NEEDS_KEYS = frozenset({'sta', 'temporal', 'tome'})
 
 
 def validate_strategy(strategy: str) -> None:
@@ -171,7 +217,7 @@ def validate_strategy(strategy: str) -> None:
 
 
 def select_tokens(x: Tensor,
-                  keys: Tensor,
+                  keys: Optional[Tensor],
                   num_groups: int,
                   r: int,
                   reverse: bool = False,
@@ -182,7 +228,8 @@ def select_tokens(x: Tensor,
 
     Args:
         x (Tensor): (B, N, C) block output tokens, time-major.
-        keys (Tensor): (B, N, c) the block's head-averaged attention keys.
+        keys (Tensor, optional): (B, N, c) the block's head-averaged
+            attention keys; None for a strategy outside :data:`NEEDS_KEYS`.
         num_groups (int): G, the number of equal consecutive groups.
         r (int): Tokens dropped per group.
         reverse (bool): Visit the groups in reverse time order (STA and
@@ -197,12 +244,16 @@ def select_tokens(x: Tensor,
 
     Returns:
         Tensor: (B, N - G * r) int64 indices into ``N``, groups in time
-        order. ``'random'`` keeps each group's survivors in position order.
+        order. ``'random'`` and ``'oracle'`` keep each group's survivors in
+        position order.
     """
     validate_strategy(strategy)
     if strategy == 'tome':
         raise ValueError("strategy='tome' merges tokens instead of selecting "
                          'them; use bipartite_match() and merge_tokens().')
+    if keys is None and strategy in NEEDS_KEYS:
+        raise ValueError(f'strategy={strategy!r} scores the attention keys, '
+                         'but keys=None.')
     check_groups(x.shape[1], num_groups, r)
     if r <= 0:
         return torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)

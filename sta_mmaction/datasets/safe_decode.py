@@ -27,7 +27,7 @@ With ``skip_corrupt=True`` the failure is recorded instead: the sample is
 still produced, from black frames, so that the DataLoader, the distributed
 sampler's padding and the batch shapes are unaffected, and its data sample is
 marked with ``skipped_video`` (the file) and ``decode_error`` (why). The
-:class:`~sta_mmaction.datasets.SkippedVideosMetric` evaluator wrapper then
+:class:`~sta_mmaction.evaluation.SkippedVideosMetric` evaluator wrapper then
 leaves the marked samples out of every metric and reports
 ``num_evaluated``, ``num_skipped`` and the skipped files. Skipping without
 that wrapper would score the black placeholders, so ``tools/test.py
@@ -88,7 +88,7 @@ class SafeVideoDataset(VideoDataset):
         skip_corrupt (bool): Record such videos and go on instead of
             stopping. Their samples are made of black frames and marked
             ``skipped_video`` in their data sample's metainfo; only
-            :class:`~sta_mmaction.datasets.SkippedVideosMetric` knows to leave
+            :class:`~sta_mmaction.evaluation.SkippedVideosMetric` knows to leave
             them out, so use the two together. Defaults to False.
         placeholder_shape (tuple[int]): ``(H, W)`` of the black frames that
             stand in for a skipped video; the rest of the pipeline (resize,

@@ -33,6 +33,7 @@ visualisation paths set it, :class:`VideoMAESSV2Sample` gives view 0 and
 :class:`VideoMAEKineticsSample` the clip midway between the first and the
 last of its views.
 """
+import copy
 from typing import Dict, List, Optional, Tuple
 
 import cv2
@@ -370,3 +371,33 @@ class VideoMAEThreeCrop(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(crop_size={self.crop_size})'
+
+
+def single_view_pipeline(cfg) -> List[dict]:
+    """The config's test pipeline, reduced to 1 clip x 1 center crop.
+
+    Args:
+        cfg (Config): A test config with ``test_dataloader`` (or
+            ``test_pipeline``).
+
+    Returns:
+        list[dict]: Transform configs.
+    """
+    loader = cfg.get('test_dataloader')
+    if loader is not None:
+        steps = loader['dataset']['pipeline']
+    else:
+        steps = cfg.get('test_pipeline')
+    if not steps:
+        raise ValueError('the config has no test pipeline: neither '
+                         'test_dataloader.dataset.pipeline nor test_pipeline.')
+    out = []
+    for step in copy.deepcopy(list(steps)):
+        step = dict(step)
+        kind = step.get('type')
+        if kind in SAMPLER_TYPES:
+            step['num_clips'] = 1
+        if kind in MULTI_CROP_TYPES:
+            step = dict(type='CenterCrop', crop_size=step['crop_size'])
+        out.append(step)
+    return out

@@ -59,13 +59,13 @@ def wire_test_data(cfg: Any,
       (:func:`set_num_classes_from_head`): its list is checked when it is
       built and a decode failure names the file;
     * every ``DumpResults`` of the evaluator becomes an
-      :class:`~sta_mmaction.datasets.IdentifiedDumpResults`, and
+      :class:`~sta_mmaction.evaluation.IdentifiedDumpResults`, and
       ``dump_file`` adds one;
     * with ``skip_corrupt`` (or a dataset that already sets
       ``skip_corrupt=True``, or an evaluator that is already a
       ``SkippedVideosMetric``), unreadable videos are skipped and the
       evaluator is wrapped in
-      :class:`~sta_mmaction.datasets.SkippedVideosMetric`, which writes
+      :class:`~sta_mmaction.evaluation.SkippedVideosMetric`, which writes
       ``<work_dir>/skipped_videos.txt`` unless it names its own file.
 
     Call it after ``--cfg-options`` and the work dir are applied. Calling

@@ -1,14 +1,13 @@
-"""mmengine glue: hooks that report and guard STA test runs, the test loop."""
-from .amp import STATestLoop
+"""mmengine glue: hooks that prune, report and guard test runs; the loop."""
 from .checkpoint_hook import CheckpointKeysHook
-from .hooks import TEST_HOOKS, STAReportHook, add_test_hooks, unwrap
+from .hooks import TEST_HOOKS, STAReportHook, add_test_hooks
 from .provenance import ProvenanceHook
-from .pruning_hook import STAPruningHook, convert_backbone
+from .pruning_hook import STAPruningHook
 from .run_logging import MainRankJsonLoggerHook
+from .test_loop import STATestLoop
 
 __all__ = [
     'TEST_HOOKS', 'CheckpointKeysHook', 'MainRankJsonLoggerHook',
     'ProvenanceHook', 'STAPruningHook', 'STAReportHook', 'STATestLoop',
-    'add_test_hooks',
-    'convert_backbone', 'unwrap'
+    'add_test_hooks'
 ]

@@ -5,9 +5,9 @@ from mmaction.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from ..analysis import backbone_report
+from ..models import unwrap
 
 
 #: Hooks every STA test run carries (``tools/test.py``, the demo).
@@ -20,11 +20,6 @@ def add_test_hooks(cfg) -> None:
     have = {h.get('type') for h in hooks}
     hooks += [dict(type=name) for name in TEST_HOOKS if name not in have]
     cfg.custom_hooks = hooks
-
-
-def unwrap(model):
-    """The model inside a distributed (or other) wrapper."""
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()

@@ -7,7 +7,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from .hooks import unwrap
+from ..models import unwrap
 
 #: ``runtime_info`` prefix under which other parts of a run (the checkpoint
 #: check, tools/test.py) leave facts for the provenance record.

@@ -18,9 +18,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..core import validate_drop_number
-from ..models import STA_VERSIONS, convert_backbone
+from ..models import STA_VERSIONS, convert_backbone, unwrap
 from ..models.strategy import check_known, check_strategy_args
-from .hooks import STAReportHook, unwrap
+from .hooks import STAReportHook
 
 #: STA settings of any backbone beyond ``drop_number``, ``strategy``, ``seed``.
 EXTRA_SETTINGS = tuple(

@@ -24,16 +24,6 @@ class MainRankJsonLoggerHook(LoggerHook):
         runner.logger.info(log_str)
 
 
-def use_main_rank_json(runner) -> None:
-    """Make the runner's ``LoggerHook`` a :class:`MainRankJsonLoggerHook`.
-
-    The class is swapped in place, so the config's logger settings stay.
-    """
-    for hook in runner.hooks:
-        if type(hook) is LoggerHook:
-            hook.__class__ = MainRankJsonLoggerHook
-
-
 class OnceFilter(logging.Filter):
     """Let a log message that starts with one of ``prefixes`` through once.
 

@@ -1,11 +1,12 @@
-"""Registered STA backbones and the in-place conversion of stock ones."""
-from .convert import STA_VERSIONS, convert_backbone, sta_version
+"""Registered STA backbones, their in-place conversion, what a config runs."""
+from .convert import (STA_VERSIONS, convert_backbone, sta_class, sta_version,
+                      unwrap)
+from .pruning import Pruning, apply_pruning, pruning_of, set_drop_number
 from .sta_swin import STASwin3D
 from .sta_vit import STAViT
-from .videomae_pretrain import (PretrainedEncoderInit, VideoMAEPretrainer,
-                                encoder_init_cfg)
 
 __all__ = [
-    'STA_VERSIONS', 'STASwin3D', 'STAViT', 'convert_backbone', 'sta_version',
-    'PretrainedEncoderInit', 'VideoMAEPretrainer', 'encoder_init_cfg'
+    'STA_VERSIONS', 'Pruning', 'STASwin3D', 'STAViT', 'apply_pruning',
+    'convert_backbone', 'pruning_of', 'set_drop_number', 'sta_class',
+    'sta_version', 'unwrap'
 ]

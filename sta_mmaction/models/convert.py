@@ -11,6 +11,7 @@ from typing import Dict, Optional, Type
 
 from mmaction.models.backbones.swin import SwinTransformer3D
 from mmaction.models.backbones.vit_mae import VisionTransformer
+from mmengine.model import is_model_wrapper
 from torch import nn
 
 from .sta_swin import STASwin3D
@@ -24,29 +25,37 @@ STA_VERSIONS: Dict[type, type] = {
 }
 
 
-def sta_version(backbone: nn.Module) -> Type[nn.Module]:
-    """The STA class a backbone converts to.
+def sta_class(cls: type) -> Type[nn.Module]:
+    """The STA class a backbone class converts to.
 
     Args:
-        backbone (nn.Module): A stock ``VisionTransformer`` or
-            ``SwinTransformer3D``, or already an ``STAViT`` or
-            ``STASwin3D``. Subclasses of the stock backbones other than the
-            STA ones are refused: swapping their class would drop their own
-            code.
+        cls (type): ``VisionTransformer`` or ``SwinTransformer3D``, or
+            already ``STAViT`` or ``STASwin3D``. Subclasses of the stock
+            backbones other than the STA ones are refused: swapping their
+            class would drop their own code.
 
     Returns:
         type: ``STAViT`` or ``STASwin3D``.
     """
-    kind = type(backbone)
-    if kind in STA_VERSIONS:
-        return STA_VERSIONS[kind]
-    if kind in STA_VERSIONS.values():
-        return kind
+    if cls in STA_VERSIONS:
+        return STA_VERSIONS[cls]
+    if cls in STA_VERSIONS.values():
+        return cls
     allowed = ', '.join(
         sorted(c.__name__ for pair in STA_VERSIONS.items() for c in pair))
     raise ValueError(
-        f'STA cannot prune a {kind.__module__}.{kind.__name__} backbone; it '
+        f'STA cannot prune a {cls.__module__}.{cls.__name__} backbone; it '
         f'supports exactly these backbone types: {allowed}.')
+
+
+def sta_version(backbone: nn.Module) -> Type[nn.Module]:
+    """The STA class a live backbone converts to (see :func:`sta_class`)."""
+    return sta_class(type(backbone))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a distributed (or other) wrapper."""
+    return model.module if is_model_wrapper(model) else model
 
 
 def convert_backbone(backbone: nn.Module,

@@ -50,9 +50,10 @@ class STASwin3D(SwinTransformer3D):
             ``ceil(T / patch_size[0])`` to be a multiple of 4 and
             ``out_indices=(3, )``. Defaults to 0.
         strategy (str): Which tokens go at each prune point: ``'sta'``,
-            ``'random'``, ``'temporal'`` (STA without its semantic factor)
-            or ``'semantic'`` (the semantic factor alone), at the same
-            token counts. ``'tome'`` is refused (see
+            ``'random'``, ``'temporal'`` (STA without its semantic factor),
+            ``'semantic'`` (the semantic factor alone) or ``'oracle'`` (each
+            group's first tokens, no scoring: a speed reference), at the
+            same token counts. ``'tome'`` is refused (see
             :data:`SWIN_STRATEGIES`). Defaults to ``'sta'``.
         seed (int, optional): Seed of the ``'random'`` strategy: each clip
             draws from its own generator, seeded by ``seed`` and the clip's

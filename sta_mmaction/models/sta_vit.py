@@ -131,8 +131,9 @@ class STAViT(VisionTransformer):
             strategy. Defaults to 0.
         strategy (str): Which tokens go: ``'sta'``, ``'random'``,
             ``'temporal'`` (STA without its semantic factor), ``'semantic'``
-            (the semantic factor alone) or ``'tome'`` (bipartite soft
-            matching and merging). Defaults to ``'sta'``.
+            (the semantic factor alone), ``'oracle'`` (each group's first
+            tokens, no scoring: a speed reference) or ``'tome'`` (bipartite
+            soft matching and merging). Defaults to ``'sta'``.
         seed (int, optional): Seed of the ``'random'`` strategy. Each clip
             draws from its own generator, seeded by ``seed`` and the clip's
             content (:func:`sta_mmaction.core.clip_generators`), so a clip
@@ -314,8 +315,7 @@ class STAViT(VisionTransformer):
 
         The embedding part of ``VisionTransformer.forward`` (mmaction 1.2.0):
         patch embedding, the position table (bicubically resized for another
-        frame size) and its dropout. Shared by the pruned forward and the
-        benchmark's oracle, so that both embed exactly as the stock model.
+        frame size) and its dropout, as the stock model embeds.
         """
         h = x.shape[3] // self.patch_size
         w = x.shape[4] // self.patch_size

@@ -31,7 +31,9 @@ stage's candidate tokens (time-major, in groups), with the stage input as
 activations and, as keys, the first block's own attention keys
 ``W_k norm1(x) + b_k`` averaged over heads. The keys are computed for all
 candidates (``C^2`` per token), the queries and values only for the kept
-ones, and the block reuses the keys.
+ones, and the block reuses the keys. A strategy that reads no keys (outside
+:data:`~sta_mmaction.core.NEEDS_KEYS`) gets none, and norm1 and the keys run
+on its kept tokens only.
 
 Fill of pruned positions:
 
@@ -55,8 +57,8 @@ from mmaction.models.backbones.swin import (BasicLayer, PatchMerging,
                                             compute_mask, get_window_size)
 from torch import Tensor
 
-from ..core import (Generators, ceil_div, gather_tokens, scatter_tokens,
-                    select_tokens)
+from ..core import (NEEDS_KEYS, Generators, ceil_div, gather_tokens,
+                    scatter_tokens, select_tokens)
 
 #: Logit added to pruned keys. A row that holds any kept key gives them
 #: exactly zero weight (``exp`` underflows); a row without one (a pruned
@@ -265,7 +267,11 @@ def select_with_keys(
         blk: SwinTransformerBlock3D, tokens: Tensor, pos: Tensor,
         point: Dict[str, int], reverse: bool, strategy: str,
         generator: Generators) -> Tuple[Tensor, Tensor, Tensor]:
-    """``strategy`` at a stage's start, on the first block's keys.
+    """(B, N, C) candidates -> kept (B, M, C), positions, first block's qkv.
+
+    ``strategy`` at a stage's start, on the first block's keys where it
+    reads them (:data:`~sta_mmaction.core.NEEDS_KEYS`); the others select
+    without keys, which are then projected for the kept tokens only.
 
     Args:
         blk (SwinTransformerBlock3D): The stage's first block.
@@ -282,14 +288,17 @@ def select_with_keys(
     """
     attn = blk.attn
     b, n, c = tokens.shape
-    normed = blk.norm1(tokens)  # (B, N, C)
     w_q, w_k, w_v = attn.qkv.weight.chunk(3)  # (C, C) each
     if attn.qkv.bias is None:
         b_q = b_k = b_v = None
     else:
         b_q, b_k, b_v = attn.qkv.bias.chunk(3)
-    k = F.linear(normed, w_k, b_k)  # (B, N, C), all candidates
-    keys = k.view(b, n, attn.num_heads, -1).mean(2)  # (B, N, C / nH)
+    scored = strategy in NEEDS_KEYS
+    keys = None
+    if scored:
+        normed = blk.norm1(tokens)  # (B, N, C)
+        k = F.linear(normed, w_k, b_k)  # (B, N, C), all candidates
+        keys = k.view(b, n, attn.num_heads, -1).mean(2)  # (B, N, C / nH)
     idx = select_tokens(
         tokens,
         keys,
@@ -299,11 +308,39 @@ def select_with_keys(
         strategy=strategy,
         generator=generator)  # (B, M)
     tokens = gather_tokens(tokens, idx)  # (B, M, C)
-    normed = gather_tokens(normed, idx)  # (B, M, C)
+    if scored:
+        normed = gather_tokens(normed, idx)  # (B, M, C)
+        k = gather_tokens(k, idx)  # (B, M, C)
+    else:
+        normed = blk.norm1(tokens)  # (B, M, C)
+        k = F.linear(normed, w_k, b_k)  # (B, M, C), kept only
     q = F.linear(normed, w_q, b_q)  # (B, M, C), kept only
     v = F.linear(normed, w_v, b_v)  # (B, M, C), kept only
-    qkv = torch.cat([q, gather_tokens(k, idx), v], dim=-1)  # (B, M, 3C)
+    qkv = torch.cat([q, k, v], dim=-1)  # (B, M, 3C)
     return tokens, pos.gather(1, idx), qkv
+
+
+def stage_window_mask(layer: BasicLayer, dhw: Tuple[int, int, int],
+                      device: torch.device) -> Tensor:
+    """(nW, N, N) shifted-window mask of a stage on a ``(D, H, W)`` grid.
+
+    The preamble of ``BasicLayer.forward`` (mmaction 1.2.0): the stage's
+    window and shift, cut down where the grid is smaller than the window
+    (``get_window_size``), and ``compute_mask`` on the grid padded to whole
+    windows. Each block takes its own window and shift the same way.
+
+    Args:
+        layer (BasicLayer): The stage.
+        dhw (tuple[int]): ``(D, H, W)`` of its grid.
+        device (torch.device): Where the mask goes.
+
+    Returns:
+        Tensor: (nW, N, N) the mask, 0 within a region and -100 across.
+    """
+    window_size, shift_size = get_window_size(dhw, layer.window_size,
+                                              layer.shift_size)
+    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip(dhw, window_size))
+    return compute_mask(dp, hp, wp, window_size, shift_size, device)
 
 
 def stage_forward_kept(layer: BasicLayer,
@@ -333,11 +370,7 @@ def stage_forward_kept(layer: BasicLayer,
         tuple[Tensor]: the stage's output on the kept tokens (B, M, C) and
         their positions (B, M).
     """
-    window_size, shift_size = get_window_size(dhw, layer.window_size,
-                                              layer.shift_size)
-    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip(dhw, window_size))
-    attn_mask = compute_mask(dp, hp, wp, window_size, shift_size,
-                             tokens.device)
+    attn_mask = stage_window_mask(layer, dhw, tokens.device)
     tokens, pos, qkv = select_with_keys(layer.blocks[0], tokens, pos, point,
                                         reverse, strategy, generator)
     grid = KeptWindows(pos, dhw)
@@ -368,10 +401,7 @@ def layer_forward_fused(layer: BasicLayer,
         Tensor: (B, D, H, W, C) or, downsampled, (B, D, H/2, W/2, 2C).
     """
     b, c, d, h, w = x.shape
-    window_size, shift_size = get_window_size((d, h, w), layer.window_size,
-                                              layer.shift_size)
-    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip((d, h, w), window_size))
-    attn_mask = compute_mask(dp, hp, wp, window_size, shift_size, x.device)
+    attn_mask = stage_window_mask(layer, (d, h, w), x.device)
     tokens = x.flatten(2).transpose(1, 2)  # (B, D*H*W, C)
     pos = torch.arange(d * h * w, device=x.device).expand(b, -1)
     grid = KeptWindows(pos, (d, h, w))

@@ -27,7 +27,8 @@ The relative position index buffer is stored; it depends only on the window
 size, so :func:`check_swin_windows` compares it with the model's: a file of
 another window layout is refused even where the table sizes happen to agree.
 
-Only plain functions live here; ``tools/convert_swin_checkpoint.py`` writes
+Only plain functions live here;
+``tools/model_converters/convert_swin_checkpoint.py`` writes
 converted files and ``prepare_checkpoint`` converts in memory.
 """
 import re

@@ -31,7 +31,8 @@ the config's ``cls_head.num_classes`` is an error: a head fine-tuned on
 another label set would give meaningless accuracy, so pick the config of the
 dataset the checkpoint was fine-tuned on.
 
-Only plain functions live here; ``tools/convert_videomae_checkpoint.py``
+Only plain functions live here;
+``tools/model_converters/convert_videomae_checkpoint.py``
 writes converted files and ``CheckpointKeysHook`` converts in memory.
 """
 import re

@@ -1,8 +1,8 @@
 """Pictures of what STA keeps (imported on demand: it needs matplotlib)."""
 from .kept_tokens import (animate_kept_tokens, draw_kept_tokens, kept_masks,
-                          load_view, single_view_pipeline, visualize_video)
+                          load_view, visualize_video)
 
 __all__ = [
     'animate_kept_tokens', 'draw_kept_tokens', 'kept_masks', 'load_view',
-    'single_view_pipeline', 'visualize_video'
+    'visualize_video'
 ]

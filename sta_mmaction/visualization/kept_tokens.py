@@ -8,7 +8,6 @@ token grid: a tubelet x patch (for Video Swin, a cell of the stage's grid).
 The picture has the sampled frames in columns and, in rows, the input and
 then each prune point with the pruned cells blanked.
 """
-import copy
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,42 +19,12 @@ from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 from torch import nn
 
-from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
+from ..datasets.sampling import single_view_pipeline
 
 #: Pipeline steps that stay after the frames are taken for drawing.
 _PACKING = ('FormatShape', 'PackActionInputs')
 #: Colour of pruned cells (RGB, uint8): near-white, as in the paper.
 BLANK = (245, 245, 245)
-
-
-def single_view_pipeline(cfg: Config) -> List[dict]:
-    """The config's test pipeline, reduced to 1 clip x 1 center crop.
-
-    Args:
-        cfg (Config): A test config with ``test_dataloader`` (or
-            ``test_pipeline``).
-
-    Returns:
-        list[dict]: Transform configs.
-    """
-    loader = cfg.get('test_dataloader')
-    if loader is not None:
-        steps = loader['dataset']['pipeline']
-    else:
-        steps = cfg.get('test_pipeline')
-    if not steps:
-        raise ValueError('the config has no test pipeline: neither '
-                         'test_dataloader.dataset.pipeline nor test_pipeline.')
-    out = []
-    for step in copy.deepcopy(list(steps)):
-        step = dict(step)
-        kind = step.get('type')
-        if kind in SAMPLER_TYPES:
-            step['num_clips'] = 1
-        if kind in MULTI_CROP_TYPES:
-            step = dict(type='CenterCrop', crop_size=step['crop_size'])
-        out.append(step)
-    return out
 
 
 def load_view(cfg: Config, video: str) -> Tuple[np.ndarray, Dict]:
@@ -306,6 +275,9 @@ def visualize_video(model: nn.Module,
     return dict(
         png=out_file,
         gif=gif_file,
+        backbone=type(backbone).__name__,
+        drop_number=r,
+        strategy=getattr(backbone, 'strategy', None),
         counts=counts,
         shape=tuple(x.shape),
         top5=top5)

@@ -16,9 +16,9 @@ from mmengine.config import Config
 from mmaction.registry import MODELS
 
 from sta_mmaction.analysis import (backbone_report, drop_numbers_of,
-                                   flops_sweep, prune_to, stock_copy)
+                                   flops_sweep, stock_copy)
 from sta_mmaction.analysis.benchmark import build_variants
-from sta_mmaction.models import STASwin3D, STAViT
+from sta_mmaction.models import STASwin3D, STAViT, apply_pruning, pruning_of
 
 from ..conftest import ROOT
 
@@ -81,7 +81,7 @@ def test_hook_strategy_and_settings_are_used():
     cfg = config(VIT, dict(type='STAPruningHook', drop_number=4,
                            strategy='tome', prop_attn=False))
     backbone = MODELS.build(copy.deepcopy(cfg.model.backbone))
-    prune_to(backbone, cfg, 8)
+    apply_pruning(backbone, pruning_of(cfg), 8)
     assert type(backbone) is STAViT
     assert (backbone.drop_number, backbone.strategy,
             backbone.prop_attn) == (8, 'tome', False)

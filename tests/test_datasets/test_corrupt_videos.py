@@ -12,8 +12,8 @@ import torch
 from mmaction.datasets.transforms.loading import DecordDecode
 from mmaction.registry import DATASETS, METRICS
 
-from sta_mmaction.datasets import (CorruptVideoError, NothingEvaluatedError,
-                                   SkippedVideosMetric, wire_test_data)
+from sta_mmaction.datasets import CorruptVideoError, wire_test_data
+from sta_mmaction.evaluation import NothingEvaluatedError, SkippedVideosMetric
 from ..test_tools.test_dist_test import (LABELS, last_metrics, make_video_set,
                              run_test_py, tiny_checkpoint, write_tiny_config)
 

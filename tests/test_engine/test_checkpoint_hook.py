@@ -19,9 +19,9 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
 from sta_mmaction.engine import CheckpointKeysHook
-from sta_mmaction.utils import (CheckpointError, check_state_dict,
+from sta_mmaction.utils import (CheckpointError, cached_path,
+                                check_state_dict, file_sha256,
                                 load_recognizer_weights)
-from sta_mmaction.utils.checkpoint import file_sha256
 from ..conftest import save_mmengine_checkpoint
 
 
@@ -79,6 +79,27 @@ def test_full_checkpoint_passes_and_is_recorded(tmp_path):
     assert provenance(runner) == dict(
         checkpoint=path,
         checkpoint_file=osp.abspath(path),
+        checkpoint_sha256=file_sha256(path)[:12])
+
+
+def test_url_is_recorded_as_its_cached_download(tmp_path, monkeypatch):
+    """The hook hashes the file the loader read: a URL's cached download."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    url = 'https://download.example.org/ckpt/full.pth?download=1'
+    path = save_mmengine_checkpoint(vit(seed=1).state_dict(),
+                                    tmp_path / 'full.pth')
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        with open(path, 'rb') as src, open(dst, 'wb') as out:
+            out.write(src.read())
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
+    checkpoint = _load_checkpoint(url, map_location='cpu')
+    runner = fake_runner(vit(), load_from=url)
+    CheckpointKeysHook().after_load_checkpoint(runner, checkpoint)
+    assert provenance(runner) == dict(
+        checkpoint=url,
+        checkpoint_file=cached_path(url),
         checkpoint_sha256=file_sha256(path)[:12])
 
 
@@ -362,7 +383,7 @@ def test_runner_partial_load_records_provenance(tmp_path):
 def test_demo_and_visualize_builder_shares_the_checks(tmp_path):
     """build_recognizer (the demo, tools/visualize_tokens.py) refuses a
     partial file unless the config opts in, as tools/test.py does."""
-    from sta_mmaction.demo import build_recognizer
+    from sta_mmaction.apis.demo import build_recognizer
     partial = save_mmengine_checkpoint(backbone_only(), tmp_path / 'b.pth')
     cfg = Config(dict(model=vit_cfg()))
     with pytest.raises(CheckpointError, match='it holds no classifier'):

@@ -22,10 +22,9 @@ from mmaction.models.backbones.vit_mae import VisionTransformer
 from mmaction.registry import HOOKS, MODELS
 from torch import nn
 
-from sta_mmaction.demo.synthetic import make_k400_set
-from sta_mmaction.engine import (STAPruningHook, STAReportHook,
-                                 convert_backbone, unwrap)
-from sta_mmaction.models import STASwin3D, STAViT
+from sta_mmaction.synthetic import make_k400_set
+from sta_mmaction.engine import STAPruningHook, STAReportHook
+from sta_mmaction.models import STASwin3D, STAViT, convert_backbone, unwrap
 from ..conftest import ROOT, save_mmengine_checkpoint
 
 #: A small VideoMAE ViT: 16 frames of 64^2 -> 8 slices of 4 x 4 tokens.

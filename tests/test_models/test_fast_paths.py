@@ -19,7 +19,7 @@ from mmaction.structures import ActionDataSample
 from sta_mmaction.analysis.flops import count_flops
 from sta_mmaction.apis import configure_test, run_test
 from sta_mmaction.engine import STAPruningHook
-from sta_mmaction.engine.amp import float32_scores
+from sta_mmaction.engine.test_loop import float32_scores
 from sta_mmaction.models import STASwin3D, STAViT, convert_backbone
 from sta_mmaction.models.swin_layers import PRUNED_KEY_BIAS, KeptWindows
 from ..test_tools.test_dist_test import (last_metrics, make_video_set,

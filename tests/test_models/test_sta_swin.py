@@ -158,8 +158,7 @@ def test_kept_token_counts_observed(r, counts, carried):
         assert all(len(set(row.tolist())) == k.shape[1] for row in k)
 
 
-@pytest.mark.parametrize('strategy', ['sta', 'random', 'temporal',
-                                      'semantic'])
+@pytest.mark.parametrize('strategy', sta_swin.SWIN_STRATEGIES)
 def test_strategy_token_counts_and_rule(strategy):
     """Every selecting strategy keeps the same counts per stage, and stage 2
     keeps what ``sta_select`` with that strategy keeps."""
@@ -417,7 +416,7 @@ def test_registered_and_strict_roundtrip(tmp_path):
     (dict(drop_number=8, out_indices=(2, 3)), 'out_indices=\\(3, \\)'),
     (dict(drop_number=8, strategy='tome'),
      "strategy='tome' is not available for this backbone; choose one of "
-     "\\('sta', 'random', 'temporal', 'semantic'\\)"),
+     "\\('sta', 'random', 'temporal', 'semantic', 'oracle'\\)"),
     (dict(drop_number=8, strategy='STA'), "strategy='STA' is not a"),
     (dict(drop_number=8, strategy='random', seed='1'), "seed='1' must be"),
 ])

@@ -7,23 +7,29 @@ import pytest
 from mmaction.registry import MODELS
 from mmengine.config import Config
 
-from sta_mmaction.datasets.synthetic_motion import make_synthetic_motion
+from sta_mmaction.synthetic import make_k400_set
 from sta_mmaction.utils.checkpoint_io import load_recognizer_weights
 
 from ..conftest import ROOT
 
 TOOL = osp.join(ROOT, 'tools', 'train.py')
-BASE = osp.join(ROOT, 'configs', 'synthetic',
-                'sta_vit_tiny_synthetic_motion.py')
 
-#: The motion config at 8 frames of 32x32, patch 8 (4 slices x 16 tokens),
-#: 3 blocks of 32 channels, one epoch, no validation.
+#: An STAViT of 8 frames of 32x32, patch 8 (4 slices x 16 tokens), 3 blocks
+#: of 32 channels, trained for one epoch, no validation.
 TINY = '''
-_base_ = [{base!r}]
+_base_ = ['mmaction::_base_/default_runtime.py']
+custom_imports = dict(imports=['sta_mmaction'], allow_failed_imports=False)
 model = dict(
-    backbone=dict(img_size=32, patch_size=8, embed_dims=32, depth=3,
-                  num_frames=8),
-    cls_head=dict(num_classes=2, in_channels=32))
+    type='Recognizer3D',
+    backbone=dict(type='STAViT', img_size=32, patch_size=8, embed_dims=32,
+                  depth=3, num_heads=2, num_frames=8, tubelet_size=2,
+                  qkv_bias=True, norm_cfg=dict(type='LN', eps=1e-6)),
+    cls_head=dict(type='TimeSformerHead', num_classes=2, in_channels=32,
+                  average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor',
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375],
+                           format_shape='NCTHW'))
 train_pipeline = [
     dict(type='DecordInit'),
     dict(type='SampleFrames', clip_len=8, frame_interval=1, num_clips=1),
@@ -34,8 +40,10 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file={ann!r}, data_prefix=dict(video={video!r}),
-                 pipeline=train_pipeline))
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='VideoDataset', ann_file={ann!r},
+                 data_prefix=dict(video={video!r}), pipeline=train_pipeline))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
 val_cfg = None
 val_dataloader = None
@@ -49,18 +57,12 @@ log_level = 'WARNING'
 @pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
     root = tmp_path_factory.mktemp('train_py')
-    data = make_synthetic_motion(
-        str(root / 'data'), dict(train=2),
-        num_classes=2,
-        num_frames=10,
-        side=32,
-        kind='motion')
+    data = make_k400_set(
+        str(root / 'data'), 2, classes=('square', 'ring'), num_frames=10,
+        side=32)
     config = root / 'tiny.py'
     config.write_text(
-        TINY.format(
-            base=BASE,
-            ann=data['train'],
-            video=osp.join(data['root'], 'train')))
+        TINY.format(ann=data['ann_file'], video=data['video_root']))
     return str(config)
 
 

@@ -31,7 +31,8 @@ from sta_mmaction.utils import (CheckpointError, check_state_dict,
 from ..conftest import ROOT
 from ..test_engine.test_checkpoint_hook import fake_runner
 
-TOOL = osp.join(ROOT, 'tools', 'convert_swin_checkpoint.py')
+TOOL = osp.join(ROOT, 'tools', 'model_converters',
+                'convert_swin_checkpoint.py')
 RELEASE = ('https://github.com/SwinTransformer/storage/releases/download/'
            'v1.0.4/')
 #: A narrow four-stage Swin; 8 frames of 64^2 give stage grids 16^2 .. 2^2.
@@ -333,7 +334,7 @@ def test_partial_load_of_a_backbone_only_file(tmp_path):
                        state['backbone.norm.weight'])
 
 
-# --- configs, tools/convert_swin_checkpoint.py and tools/test.py
+# --- configs, tools/model_converters/convert_swin_checkpoint.py, test.py
 
 
 @pytest.mark.parametrize('name, url', [

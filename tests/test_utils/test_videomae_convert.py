@@ -36,7 +36,8 @@ VIT_S = dict(embed_dims=384, depth=3, num_heads=6, **CLIP)
 # ViT-H's head_dim 80 and layer scale, at a small width.
 VIT_H_LIKE = dict(
     embed_dims=160, depth=3, num_heads=2, init_values=0.1, **CLIP)
-TOOL = osp.join(ROOT, 'tools', 'convert_videomae_checkpoint.py')
+TOOL = osp.join(ROOT, 'tools', 'model_converters',
+                'convert_videomae_checkpoint.py')
 
 
 def recognizer(backbone, num_classes=7, drop_number=0, seed=0):
@@ -359,7 +360,7 @@ def test_loading_is_safe_by_default(file_with_foreign, monkeypatch):
     assert is_original_videomae(checkpoint)
 
 
-# --- tools/convert_videomae_checkpoint.py and tools/test.py
+# --- tools/model_converters/convert_videomae_checkpoint.py, tools/test.py
 
 
 def tiny_config(tmp_path, num_classes=400, **backbone):

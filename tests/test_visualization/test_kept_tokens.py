@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from sta_mmaction.models import STASwin3D, STAViT
-from sta_mmaction.visualization.kept_tokens import (BLANK, blank_pruned,
-                                                    kept_masks,
-                                                    single_view_pipeline)
+from sta_mmaction.datasets import single_view_pipeline
+from sta_mmaction.visualization.kept_tokens import (BLANK, blank_pruned, kept_masks)
 
 
 @pytest.mark.parametrize('kind', ['vit', 'swin'])

@@ -1,0 +1,9 @@
+"""The synthetic accuracy experiment: generated sets, small models, sweeps.
+
+Imports ``sta_mmaction``; the library never imports this package.
+Importing it registers ``VideoMAEPretrainer`` and its weight initialiser.
+"""
+from .videomae_pretrain import (PretrainedEncoderInit, VideoMAEPretrainer,
+                                encoder_init_cfg)
+
+__all__ = ['PretrainedEncoderInit', 'VideoMAEPretrainer', 'encoder_init_cfg']
