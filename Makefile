@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test flops venv clean
+.PHONY: demo test flops venv clean gpu-wheels
 
 $(STAMP): requirements.txt requirements/runtime.txt requirements/tests.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) tools/demo.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests projects/synthetic_accuracy/tests $(ARGS)
+	$(PY) -m pytest -n 2 tests projects/synthetic_accuracy/tests $(ARGS)
 
 flops: $(STAMP)
 	for m in s b l h; do \
@@ -33,6 +33,10 @@ flops: $(STAMP)
 	  $(PY) tools/analysis_tools/get_flops.py configs/sta_$${c}_r0.py \
 	    --drop-numbers 0 192 256 320 || exit 1; \
 	done
+
+# wheels the GPU image lacks, for tools/analysis_tools/gpu_benchmark.sh
+gpu-wheels: $(STAMP)
+	PIP="$(PY) -m pip" bash tools/analysis_tools/gpu_wheels.sh .whl
 
 clean:
 	rm -rf work_dirs .pytest_cache

@@ -1,44 +1,17 @@
 """Generated clips of moving objects: the one synthetic-video generator.
 
 The demo, the tests and ``projects/synthetic_accuracy`` draw their videos
-here; :func:`make_k400_set` lays shape clips out as a Kinetics-400 folder. Two
-kinds of clip are made: *shape* clips (:func:`render_clip`), whose class is
-the object's shape, and *motion* clips (:func:`render_motion_clip`), whose
-class is how the object moves.
+here; :func:`make_k400_set` lays shape clips out as a Kinetics-400 folder.
 
-Shape clips. Every
-clip is a static, textured background with one small moving object, which
-is what STA exploits: most tokens repeat from slice to slice, a few carry
-the class. The object's shape defines six classes, in label order
-(:data:`CLASSES`): a filled square, a ring, a plus-shaped cross, a diagonal
-cross, a triangle and two bars. The object always moves, 3.5-5 pixels per
-frame (at 128x128) in a random direction, bouncing off the borders, so
-where it is changes from token slice to token slice while the background
-stays put.
+*Shape* clips (:func:`render_clip`): a static textured background with one
+bouncing object whose shape is the class (:data:`CLASSES`), so most tokens
+repeat from slice to slice. *Motion* clips (:func:`render_motion_clip`): the
+same textured disc in every class, whose motion is the class
+(:data:`MOTION_CLASSES`), on a torus; clips of one seed differ only in
+motion, and a band of the background slides whatever the class.
 
-A ViT trained from scratch within the CPU budget here (600 to 1500 steps of
-8 clips) stayed at chance on motion-defined classes while it learnt the
-shapes; the motion clips below exist to measure that gap for a pre-trained
-model too.
-
-Motion clips. The class is the motion of one object (:data:`MOTION_CLASSES`):
-a straight slide right, left, down or up, or a circle clockwise or
-counterclockwise, all at the same speed range (2.5-4 pixels per frame at
-128x128). The object is the same in every class, a textured disc whose area
-is 11-17% of the frame. The frame wraps around like a torus (an object
-leaving on the right enters on the left), so the start position says
-nothing about the direction; and the seed alone draws the background, the
-object, its start and the speed, in the same order for every class, so
-clips of one seed differ *only* in motion: their first frames are
-identical. The textured background has a band (a quarter of the frame)
-that slides at its own random speed and direction, whatever the class, so
-that motion alone does not mark the object.
-
-Object size, colour, direction, start and the background's texture and
-colours are drawn per clip from one seeded generator, so a clip is the same
-on every machine. Clips are written as ``mp4v`` mp4 files with OpenCV;
-decord reads them back in MMAction2's standard pipeline. Plain numpy and
-OpenCV: nothing here imports mmengine.
+Every clip comes from one seeded generator, so it is the same on every
+machine, and is written as an ``mp4v`` mp4. Plain numpy and OpenCV.
 """
 import os
 import os.path as osp
@@ -70,9 +43,8 @@ def _texture(rng: np.random.Generator, side: int, scale: float) -> np.ndarray:
 def _background(rng: np.random.Generator, side: int) -> np.ndarray:
     """(side, side, 3) float32 in [0, 1]: a muted two-scale texture.
 
-    The palette is nearly grey and its range is the same for every clip, so
-    the clip's class, not its background colour, dominates what varies
-    between clips.
+    Nearly grey, with the same range for every clip, so the class, not the
+    background colour, dominates what varies between clips.
     """
     coarse = _texture(rng, side, rng.uniform(16, 40))
     fine = _texture(rng, side, rng.uniform(3, 6))
@@ -134,23 +106,17 @@ def _trajectory(kind: str, rng: np.random.Generator, num_frames: int,
     return xy
 
 
-def render_clip(kind: str,
-                seed: int,
-                num_frames: int = 20,
-                side: int = 128,
+def render_clip(kind: str, seed: int, num_frames: int = 20, side: int = 128,
                 noise: float = 2.0) -> np.ndarray:
     """(T, S, S, 3) uint8 RGB frames of one generated clip.
 
     Args:
         kind (str): One of :data:`CLASSES`.
         seed (int): Seed of everything random in the clip.
-        num_frames (int): Frames. Defaults to 20: one 16-frame clip at
-            frame interval 1, with 4 frames of room for temporal jitter.
+        num_frames (int): Frames. Defaults to 20 (16 plus room for jitter).
         side (int): Frame width and height in pixels. Defaults to 128.
         noise (float): Standard deviation of the per-frame Gaussian pixel
-            noise, in 0-255 units; it keeps the background from being
-            bit-identical from frame to frame, as a camera would.
-            Defaults to 2.0.
+            noise (0-255 units), as a camera's. Defaults to 2.0.
     """
     if kind not in CLASSES:
         raise ValueError(f'kind={kind!r} is not a generated class; choose '
@@ -176,8 +142,7 @@ def motion_path(kind: str, rng: np.random.Generator, num_frames: int,
                 side: int) -> np.ndarray:
     """(T, 2) centre (x, y) of a motion clip's object, wrapped to the frame.
 
-    Every class draws the same numbers in the same order, so one generator
-    state gives every class the same start and speed.
+    Every class draws the same numbers in the same order.
     """
     if kind not in MOTION_CLASSES:
         raise ValueError(f'kind={kind!r} is not a motion class; choose one '
@@ -187,8 +152,7 @@ def motion_path(kind: str, rng: np.random.Generator, num_frames: int,
     radius = rng.uniform(0.14, 0.22) * side
     phase = rng.uniform(0, 2 * np.pi)
     t = np.arange(num_frames, dtype=np.float64)[:, None]  # (T, 1)
-    steps = dict(
-        right=(1, 0), left=(-1, 0), down=(0, 1), up=(0, -1))
+    steps = dict(right=(1, 0), left=(-1, 0), down=(0, 1), up=(0, -1))
     if kind in steps:
         xy = start + speed * t * np.array(steps[kind], np.float64)
     else:
@@ -201,20 +165,14 @@ def motion_path(kind: str, rng: np.random.Generator, num_frames: int,
 
 
 def _disc_layer(side: int, diameter: float) -> np.ndarray:
-    """(side, side) bool disc of ``diameter`` centred on pixel (0, 0), wrapped.
-
-    Rolling it by (y, x) centres it on (x, y), the frame being a torus.
-    """
+    """(side, side) bool disc of ``diameter`` at pixel (0, 0) on a torus."""
     d = np.minimum(np.arange(side), side - np.arange(side)).astype(
         np.float32)  # distance to 0 on the torus
     return d[:, None]**2 + d[None, :]**2 <= (diameter / 2)**2
 
 
-def render_motion_clip(kind: str,
-                       seed: int,
-                       num_frames: int = 20,
-                       side: int = 128,
-                       noise: float = 2.0) -> np.ndarray:
+def render_motion_clip(kind: str, seed: int, num_frames: int = 20,
+                       side: int = 128, noise: float = 2.0) -> np.ndarray:
     """(T, S, S, 3) uint8 RGB frames of one motion clip.
 
     Args:
@@ -223,8 +181,8 @@ def render_motion_clip(kind: str,
             seed differ only in the object's motion.
         num_frames (int): Frames. Defaults to 20.
         side (int): Frame width and height in pixels. Defaults to 128.
-        noise (float): Standard deviation of the per-frame Gaussian pixel
-            noise, in 0-255 units. Defaults to 2.0.
+        noise (float): Per-frame pixel noise, as in :func:`render_clip`.
+            Defaults to 2.0.
     """
     if kind not in MOTION_CLASSES:
         raise ValueError(f'kind={kind!r} is not a motion class; choose one '
@@ -273,14 +231,9 @@ def write_clip(path: str, frames: np.ndarray, fps: float = 25.) -> str:
     return path
 
 
-def write_synthetic_video(path: str,
-                          seed: int,
-                          kind: Optional[str] = None,
-                          num_frames: int = 20,
-                          side: int = 64) -> str:
+def write_synthetic_video(path: str, seed: int, kind: Optional[str] = None,
+                          num_frames: int = 20, side: int = 64) -> str:
     """Render one clip and write it to ``path``; returns ``path``.
-
-    For tests and examples that need some valid video on disk.
 
     Args:
         path (str): The mp4 file to write.
@@ -301,32 +254,26 @@ DEMO_CLASSES = CLASSES[:3]
 ANN_FILE = 'kinetics400_val_list_videos.txt'
 
 
-def make_k400_set(root: str,
-                  num_clips_per_class: int = 2,
+def make_k400_set(root: str, num_clips_per_class: int = 2,
                   classes: Optional[Sequence[str]] = None,
-                  num_frames: int = 64,
-                  side: int = 240,
+                  num_frames: int = 64, side: int = 240,
                   seed: int = 0) -> Dict:
     """Write a tiny Kinetics-400-format test set of shape clips.
 
     ``root/videos_val/<class>_<i>.mp4`` and ``root/`` + :data:`ANN_FILE`
-    (``<video> <label>`` lines, the label being the index in
-    :data:`CLASSES`). Clips already there are reused.
+    (labels index :data:`CLASSES`); clips already there are reused.
 
     Args:
         root (str): Output folder.
         num_clips_per_class (int): Clips of each class. Defaults to 2.
         classes (Sequence[str], optional): Classes, from :data:`CLASSES`.
             Defaults to None, :data:`DEMO_CLASSES`.
-        num_frames (int): Frames per clip. Defaults to 64, one 16 x 4
-            VideoMAE clip.
-        side (int): Frame width and height in pixels. Defaults to 240,
-            Kinetics' short side.
+        num_frames (int): Frames per clip. Defaults to 64.
+        side (int): Frame width and height in pixels. Defaults to 240.
         seed (int): Base seed. Defaults to 0.
 
     Returns:
-        dict: ``ann_file``, ``video_root`` and ``videos`` (list of
-        ``(file name, label)``).
+        dict: ``ann_file``, ``video_root``, ``videos`` (``(name, label)``).
     """
     if num_clips_per_class < 1:
         raise ValueError(f'num_clips_per_class={num_clips_per_class} must be '
@@ -345,10 +292,8 @@ def make_k400_set(root: str,
             name = f'{kind}_{i}.mp4'
             path = osp.join(video_root, name)
             if not osp.isfile(path):
-                write_clip(
-                    path,
-                    render_clip(kind, seed * 1000 + label * 100 + i,
-                                num_frames, side))
+                write_clip(path, render_clip(
+                    kind, seed * 1000 + label * 100 + i, num_frames, side))
             videos.append((name, label))
     ann_file = osp.join(root, ANN_FILE)
     with open(ann_file, 'w') as f:

@@ -22,7 +22,7 @@ import os.path as osp
 import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
 from mmengine.config import DictAction
 
-from sta_mmaction.analysis.timing import setup_cpu
+from sta_mmaction.analysis.speed import setup_cpu
 from sta_mmaction.apis import run_cli
 from sta_mmaction.apis.demo import format_summary, run_demo
 from sta_mmaction.synthetic import DEMO_CLASSES
@@ -70,9 +70,8 @@ def parse_args(argv=None):
         help='use the config\'s views per video (5 clips x 3 crops for '
         'VideoMAE) instead of 1 clip x 1 center crop')
     parser.add_argument(
-        '--repeats', type=int, default=3, help='timed forwards per r')
-    parser.add_argument(
-        '--warmup', type=int, default=1, help='untimed forwards per r')
+        '--repeats', type=int, default=3,
+        help="timed forwards per r (each after the Timer's warm-up)")
     parser.add_argument('--threads', type=int, help='torch CPU threads')
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'))
     parser.add_argument(
@@ -99,7 +98,6 @@ def main(argv=None):
         args.work_dir,
         args.full_protocol,
         args.repeats,
-        args.warmup,
         args.gif,
         args.verbose,
         args.cfg_options,

@@ -1,14 +1,10 @@
 """GFLOPs of (pruned) backbones with fvcore, plus an analytic cross-check.
 
-fvcore counts one multiply-add as one FLOP, the convention of the VideoMAE,
-Video Swin and STA papers. It traces the real forward, so STA's own similarity
-matmuls are counted and tokens that were pruned are not. Element-wise ops,
-softmax, sorting and gathers are not counted, for the stock model and the
-pruned one alike.
-
-``scaled_dot_product_attention`` is skipped by both fvcore and mmengine's
-counter; :func:`sdpa_flop_jit` gives fvcore a handle for it so that a
-backbone that uses it is not undercounted.
+fvcore counts one multiply-add as one FLOP, the papers' convention, and
+traces the real forward: STA's similarity matmuls count, pruned tokens do
+not; element-wise ops, softmax, sorts and gathers are skipped.
+:func:`sdpa_flop_jit` counts ``scaled_dot_product_attention``, which fvcore
+would skip.
 """
 import math
 from typing import Any, Dict, List, Sequence, Tuple, Union
@@ -21,8 +17,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..core import (NEEDS_KEYS, ceil_div, group_schedule, prune_layers,
-                    swin_grids, swin_plan, token_counts,
-                    validate_drop_number)
+                    swin_grids, swin_plan, token_counts, validate_drop_number)
 from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
 from ..models import STASwin3D, STAViT
 from ..models.sta_swin import DEFAULT_CLIP, SWIN_STRATEGIES
@@ -58,10 +53,8 @@ def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict:
     analysis.set_op_handle(**EXTRA_HANDLES)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
-    return dict(
-        flops=analysis.total(),
-        by_module=dict(analysis.by_module()),
-        unsupported=dict(analysis.unsupported_ops()))
+    return dict(flops=analysis.total(), by_module=dict(analysis.by_module()),
+                unsupported=dict(analysis.unsupported_ops()))
 
 
 def _pipeline(cfg: Config) -> Sequence[dict]:
@@ -75,9 +68,8 @@ def _pipeline(cfg: Config) -> Sequence[dict]:
 def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
     """(1, C, T, H, W) of one test view, read from the config.
 
-    ``T`` is the ``clip_len`` of the sampler (``SampleFrames``, ...) and
-    ``H = W`` the crop size of the test pipeline's crop; a backbone without
-    those falls back to its ``num_frames`` and ``img_size``.
+    ``T`` is the sampler's ``clip_len`` and ``H = W`` the test crop size,
+    else the backbone's ``num_frames`` and ``img_size``.
     """
     backbone = cfg.model.backbone
     frames = backbone.get('num_frames')
@@ -97,12 +89,10 @@ def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
     return 1, backbone.get('in_channels', 3), int(frames), int(size), int(size)
 
 
-def view_token_counts(backbone: nn.Module,
-                      shape: Sequence[int]) -> List[int]:
+def view_token_counts(backbone: nn.Module, shape: Sequence[int]) -> List[int]:
     """Tokens of an STA backbone on a (1, C, T, H, W) view, per prune point.
 
-    ``STAViT``: before the first point and after each; ``STASwin3D``: the
-    tokens of stages 1-4. Empty for a backbone that does not prune.
+    Empty for a backbone that does not prune.
     """
     if isinstance(backbone, (STASwin3D, STAViT)):
         return list(backbone.token_counts(tuple(shape)))
@@ -114,21 +104,17 @@ def backbone_report(backbone: nn.Module,
                     seed: int = 0) -> Dict:
     """GFLOPs, parameters and kept tokens of ``backbone`` on one view.
 
+    The counting forward leaves torch's global RNG as it was (forked), so a
+    test run draws the same keep sets with or without the report.
+
     Args:
         backbone (nn.Module): A built backbone, in eval mode or not.
         shape (tuple[int]): (1, C, T, H, W) of the view.
-        seed (int): Seed of the random view; selections depend on content but
-            token counts and FLOPs do not. Defaults to 0.
-
-    The counting forward leaves torch's global RNG as it was (it is forked),
-    so a test run draws the same keep sets with or without the report; a
-    seeded ``'random'`` strategy draws from generators of each clip's own,
-    which no other forward touches.
+        seed (int): Seed of the random view. Defaults to 0.
 
     Returns:
-        dict: ``gflops``, ``params_m``, ``tokens`` (list, for this view's
-        shape, see :func:`view_token_counts`; empty for backbones that do
-        not prune) and ``unsupported`` ops.
+        dict: ``gflops``, ``params_m``, ``tokens`` (see
+        :func:`view_token_counts`) and ``unsupported`` ops.
     """
     was_training = backbone.training
     backbone.eval()
@@ -139,30 +125,21 @@ def backbone_report(backbone: nn.Module,
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         counted = count_flops(backbone, (view, ))
     backbone.train(was_training)
-    return dict(
-        gflops=counted['flops'] / 1e9,
-        params_m=sum(p.numel() for p in backbone.parameters()) / 1e6,
-        tokens=view_token_counts(backbone, shape),
-        unsupported=counted['unsupported'])
+    return dict(gflops=counted['flops'] / 1e9,
+                params_m=sum(p.numel() for p in backbone.parameters()) / 1e6,
+                tokens=view_token_counts(backbone, shape),
+                unsupported=counted['unsupported'])
 
 
-def analytic_vit_flops(embed_dims: int,
-                       depth: int,
-                       num_heads: int,
-                       tokens_per_slice: int,
-                       num_slices: int,
-                       drop_number: int = 0,
-                       mlp_ratio: float = 4.,
-                       patch_size: int = 16,
-                       tubelet_size: int = 2,
+def analytic_vit_flops(embed_dims: int, depth: int, num_heads: int,
+                       tokens_per_slice: int, num_slices: int,
+                       drop_number: int = 0, mlp_ratio: float = 4.,
+                       patch_size: int = 16, tubelet_size: int = 2,
                        in_channels: int = 3) -> float:
-    """Multiply-adds of an (STA-pruned) VideoMAE ViT, by hand.
+    """Multiply-adds (FLOPs) of an (STA-pruned) VideoMAE ViT, by hand.
 
-    An independent count (in the spirit of nanoGPT's estimate) to cross-check
-    fvcore's trace: linear layers, the two attention matmuls, and STA's key
-    similarities and accumulation at each prune point. Norms and
-    element-wise ops are left out, so it sits a fraction of a percent under
-    fvcore.
+    An independent cross-check of fvcore's trace: linear layers, attention
+    matmuls and STA's selection; without norms it sits slightly under.
 
     Args:
         embed_dims (int): Token width ``C``.
@@ -175,9 +152,6 @@ def analytic_vit_flops(embed_dims: int,
         patch_size (int): Spatial patch side. Defaults to 16.
         tubelet_size (int): Temporal patch size. Defaults to 2.
         in_channels (int): Input channels. Defaults to 3.
-
-    Returns:
-        float: FLOPs (multiply-adds).
     """
     c = embed_dims
     key_dims = c // num_heads
@@ -242,63 +216,34 @@ def _swin_arch(arch: Union[str, Dict]) -> Tuple[int, List[int], List[int]]:
 
 def analytic_swin_flops(arch: Union[str, Dict],
                         clip: Sequence[int] = DEFAULT_CLIP,
-                        drop_number: int = 0,
-                        strategy: str = 'sta',
+                        drop_number: int = 0, strategy: str = 'sta',
                         window_size: Sequence[int] = (8, 7, 7),
                         patch_size: Sequence[int] = (2, 4, 4),
-                        mlp_ratio: float = 4.,
-                        in_channels: int = 3,
+                        mlp_ratio: float = 4., in_channels: int = 3,
                         patch_norm: bool = True) -> float:
-    """Multiply-adds of an (STA-pruned) ``STASwin3D`` on one clip, by hand.
+    """Multiply-adds (FLOPs) of an (STA-pruned) ``STASwin3D``, by hand.
 
-    The count of :func:`analytic_vit_flops` for Video Swin, priced on what
-    :meth:`STASwin3D.forward_pruned` runs (``drop_number=0``: the stock
-    forward), with the kept-token counts of
-    :func:`sta_mmaction.core.swin_plan`:
-
-    * the patch embedding and its norm, on the padded clip's patches;
-    * stage 1, and every stage at ``drop_number=0``, as stock: norm1, norm2
-      and the MLP on the grid, qkv and proj on the grid padded to whole
-      windows;
-    * at a prune point (stages 2-4): norm1 and the keys on every candidate
-      for a strategy that reads keys (on the kept tokens only for the
-      others), queries and values on the kept tokens only, and the strategy's
-      scoring (STA's parity and accumulation matmuls; none for
-      ``'random'``, ``'semantic'`` and ``'oracle'``);
-    * the blocks of a pruned stage: norm1 (after the first block), qkv,
-      proj, norm2 and the MLP on the kept tokens;
-    * window attention (``q @ k^T`` and ``attn @ v``) over every position
-      of every window, pruned or padding, as the design keeps it;
-    * each patch merging's norm and reduction on the merged tokens it
-      carries (the whole grid when stock), and the final norm.
-
-    Norms are priced as fvcore prices them (:data:`LAYER_NORM_FLOPS` per
-    element). What fvcore skips (softmax, element-wise ops, means, sorts,
-    gathers) is left out, so the count is exactly fvcore's trace: equal on
-    small variants with padded windows and odd merge grids, at ``r > 0`` and
-    ``r = 0``, and on Swin-T at ``r = 320`` on 32 x 224^2
-    (``tests/test_analysis/test_flops.py``,
-    ``tests/test_models/test_sta_swin.py``).
+    Priced on what :meth:`STASwin3D.forward_pruned` runs, with the kept
+    tokens of :func:`sta_mmaction.core.swin_plan`: unpruned stages on the
+    grid (qkv and proj padded to whole windows); at a prune point norm1 and
+    keys on every candidate for a strategy that reads keys, the rest and the
+    following blocks on kept tokens; window attention over every position of
+    every window; merging on the carried tokens. Norms are priced as fvcore
+    prices them (:data:`LAYER_NORM_FLOPS` per element), so the count equals
+    fvcore's trace (``tests/test_analysis/test_flops.py``).
 
     Args:
         arch (str | dict): ``SwinTransformer3D``'s ``arch``: a name of its
             ``arch_zoo`` or a dict of ``embed_dims``, ``depths`` and
             ``num_heads`` (4 stages).
-        clip (Sequence[int]): ``(T, H, W)`` of the clip. Defaults to
-            32 x 224 x 224.
+        clip (Sequence[int]): ``(T, H, W)``. Defaults to 32 x 224 x 224.
         drop_number (int): ``r``. Defaults to 0.
         strategy (str): The backbone's strategy. Defaults to ``'sta'``.
-        window_size (Sequence[int]): Video Swin's window. Defaults to
-            ``(8, 7, 7)``.
-        patch_size (Sequence[int]): Video Swin's patch. Defaults to
-            ``(2, 4, 4)``.
+        window_size (Sequence[int]): Window. Defaults to ``(8, 7, 7)``.
+        patch_size (Sequence[int]): Patch. Defaults to ``(2, 4, 4)``.
         mlp_ratio (float): MLP expansion. Defaults to 4.
         in_channels (int): Input channels. Defaults to 3.
-        patch_norm (bool): Whether the patch embedding is normed. Defaults
-            to True.
-
-    Returns:
-        float: FLOPs (multiply-adds) per clip.
+        patch_norm (bool): Norm the patch embedding. Defaults to True.
     """
     embed_dims, depths, num_heads = _swin_arch(arch)
     validate_drop_number(drop_number)

@@ -1,10 +1,8 @@
 """A config's backbone at several drop numbers, pruned as its test run is.
 
-The backbone is built once and given each ``r`` with the settings the
-config's test run uses (:func:`sta_mmaction.models.pruning_of`,
-:func:`~sta_mmaction.models.apply_pruning`), so every ``r`` measures the
-model a test run at that ``r`` evaluates. A config that prunes nothing can
-only be measured as it is, at ``r = 0``.
+The backbone is built once and given each ``r`` with the settings of the
+config's test run (:func:`sta_mmaction.models.pruning_of`), so every ``r``
+measures what a test run at that ``r`` evaluates.
 """
 import copy
 from typing import Dict, List, Optional, Sequence
@@ -25,11 +23,7 @@ def drop_numbers_of(cfg: Config,
     Args:
         cfg (Config): The config.
         drop_numbers (Sequence[int], optional): Requested ``r``; a None entry
-            is the config's own (:func:`~sta_mmaction.models.pruning_of`).
-            Defaults to None, the config's own alone.
-
-    Returns:
-        list[int]: The drop numbers.
+            is the config's own. Defaults to None, the config's own alone.
     """
     pruning = pruning_of(cfg)
     own = pruning.drop_number or 0
@@ -51,11 +45,7 @@ def build_backbone(cfg: Config) -> nn.Module:
 
 
 def stock_copy(backbone: nn.Module) -> nn.Module:
-    """A copy of ``backbone`` with the stock MMAction2 class, same weights.
-
-    The reverse of the conversion: an ``STAViT`` copy becomes a
-    ``VisionTransformer``, whose own forward then runs.
-    """
+    """A copy of ``backbone`` with the stock MMAction2 class, same weights."""
     stock = {sta: base for base, sta in STA_VERSIONS.items()}
     kind = type(backbone)
     if kind not in stock and kind not in STA_VERSIONS:
@@ -74,14 +64,12 @@ def flops_sweep(cfg: Config,
 
     Args:
         cfg (Config): The config.
-        drop_numbers (Sequence[int], optional): See
-            :func:`drop_numbers_of`.
+        drop_numbers (Sequence[int], optional): See :func:`drop_numbers_of`.
         shape (Sequence[int]): (1, C, T, H, W) of the view.
 
     Returns:
-        list[dict]: rows with ``drop_number``, ``backbone`` (its class),
-        ``gflops``, ``change`` (relative to the first row), ``tokens`` (for
-        ``shape``) and ``params_m``.
+        list[dict]: rows with ``drop_number``, ``backbone``, ``strategy``,
+        ``gflops``, ``change`` (vs the first row), ``tokens``, ``params_m``.
     """
     rs = drop_numbers_of(cfg, drop_numbers)
     pruning = pruning_of(cfg)
@@ -90,14 +78,11 @@ def flops_sweep(cfg: Config,
     for r in rs:
         apply_pruning(backbone, pruning, r)
         rep = backbone_report(backbone, tuple(shape))
-        rows.append(
-            dict(
-                drop_number=r,
-                backbone=type(backbone).__name__,
-                strategy=getattr(backbone, 'strategy', None),
-                gflops=rep['gflops'],
-                tokens=rep['tokens'],
-                params_m=rep['params_m']))
+        rows.append(dict(
+            drop_number=r, backbone=type(backbone).__name__,
+            strategy=getattr(backbone, 'strategy', None),
+            gflops=rep['gflops'], tokens=rep['tokens'],
+            params_m=rep['params_m']))
     base = rows[0]['gflops']
     for row in rows:
         row['change'] = row['gflops'] / base - 1

@@ -6,11 +6,8 @@ from typing import Any, Callable
 from ..datasets import CorruptVideoError
 from ..utils import UnsafeCheckpointError
 
-#: Errors whose message describes a bad input or setting completely. Our
-#: ``ValueError``s name the setting, the value and what to do
-#: (``CheckpointError``, ``AnnotationError`` and ``NothingEvaluatedError``
-#: are ``ValueError``s too); a missing config or list file is named by its
-#: ``FileNotFoundError``.
+#: Errors whose message describes a bad input or setting completely (our
+#: ``ValueError``s name the setting, the value and what to do).
 USER_ERRORS = (ValueError, FileNotFoundError, CorruptVideoError,
                UnsafeCheckpointError)
 
@@ -18,8 +15,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, CorruptVideoError,
 def run_cli(main: Callable[[], Any]) -> Any:
     """Call a tool's ``main``; print a :data:`USER_ERRORS` as one line.
 
-    The tool then exits with status 1 and ``<tool>: error: <message>`` on
-    stderr. Any other exception is a bug and keeps its traceback.
+    It exits 1 with ``<tool>: error: <message>``; others keep a traceback.
     """
     try:
         return main()

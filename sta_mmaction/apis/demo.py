@@ -1,12 +1,8 @@
-"""The demo and the kept-token pictures of a config's model.
+"""The demo (``tools/demo.py``) and kept-token pictures of a config's model.
 
-:func:`run_demo` is ``tools/demo.py``: the config's standard test run
-(:func:`~.testing.configure_test` with ``quick=True``, :func:`~.testing.
-run_test`) unpruned and pruned, both backbones timed on one view, a
-kept-token picture and ``summary.json``. :func:`visualize_config` is
-``tools/visualize_tokens.py``. Both build the recognizer with
-:func:`build_recognizer`, pruned as the config's test run prunes it
-(:func:`sta_mmaction.models.pruning_of`).
+:func:`run_demo` tests the config unpruned and pruned, times both backbones
+on one view, draws a kept-token picture and writes ``summary.json``;
+:func:`visualize_config` is ``tools/visualize_tokens.py``.
 """
 import copy
 import json
@@ -25,7 +21,7 @@ from torch import nn
 
 from ..analysis import view_shape
 from ..analysis.table import format_table
-from ..analysis.timing import hardware_name, interleaved_times, median
+from ..analysis.speed import hardware_name, time_forwards
 from ..models import apply_pruning, pruning_of, set_drop_number
 from ..synthetic import DEMO_CLASSES, make_k400_set
 from ..utils import load_recognizer_weights, save_mmengine_checkpoint
@@ -36,17 +32,14 @@ RANDOM_WEIGHTS = ('RANDOM WEIGHTS (no --checkpoint): accuracy is chance '
                   'level; GFLOPs, tokens and speed are real')
 
 
-def build_recognizer(cfg: Config,
-                     checkpoint: Optional[str] = None,
+def build_recognizer(cfg: Config, checkpoint: Optional[str] = None,
                      seed: int = 0,
                      drop_number: Optional[int] = None) -> nn.Module:
     """The config's recognizer, weights loaded, pruned as its test run is.
 
-    Random weights are MMAction2's own initialisation (``init_weights``)
-    under ``seed``; a backbone that would download ImageNet weights for it
-    (``pretrained`` set) keeps PyTorch's default initialisation instead. A
-    checkpoint is loaded and checked as ``tools/test.py`` does, and may lack
-    keys only when the config sets ``allow_partial_load = True``.
+    Random weights are MMAction2's ``init_weights`` under ``seed`` (PyTorch's
+    default if ``pretrained`` is set, not a download). A checkpoint is
+    checked as ``tools/test.py`` checks it.
 
     Args:
         cfg (Config): Config with ``model``.
@@ -77,15 +70,11 @@ def save_random_checkpoint(cfg: Config, path: str, seed: int = 0) -> str:
     """Save the config's recognizer with random weights, mmengine-style."""
     model = build_recognizer(cfg, None, seed, drop_number=0)
     return save_mmengine_checkpoint(
-        model.state_dict(),
-        path,
-        cfg.pretty_text,
+        model.state_dict(), path, cfg.pretty_text,
         meta=dict(experiment_name='sta-demo-random-weights'))
 
 
-def prepare_data(work_dir: str,
-                 video: Optional[str] = None,
-                 label: int = 0,
+def prepare_data(work_dir: str, video: Optional[str] = None, label: int = 0,
                  data_root: Optional[str] = None,
                  ann_file: Optional[str] = None,
                  num_clips_per_class: int = 2) -> Tuple[str, str, str, str]:
@@ -97,8 +86,7 @@ def prepare_data(work_dir: str,
         label (int): Label of ``video``. Defaults to 0.
         data_root (str, optional): Folder of K400-format videos listed in
             ``ann_file``. Defaults to None.
-        ann_file (str, optional): ``<video> <label>`` lines. Defaults to
-            None.
+        ann_file (str, optional): ``<video> <label>`` lines. Defaults to None.
         num_clips_per_class (int): Generated clips per class when neither
             ``video`` nor ``data_root`` is given. Defaults to 2.
 
@@ -124,8 +112,7 @@ def prepare_data(work_dir: str,
                 osp.join(data_root, lines[0][0]))
     print_log(
         f'Generating {len(DEMO_CLASSES)} x {num_clips_per_class} clips in '
-        f'{osp.join(work_dir, "data")}',
-        logger='current')
+        f'{osp.join(work_dir, "data")}', logger='current')
     data = make_k400_set(osp.join(work_dir, 'data'), num_clips_per_class)
     first = osp.join(data['video_root'], data['videos'][0][0])
     return (data['ann_file'], data['video_root'],
@@ -134,17 +121,12 @@ def prepare_data(work_dir: str,
             first)
 
 
-def run_demo(config: str,
-             drop_number: Optional[int] = None,
+def run_demo(config: str, drop_number: Optional[int] = None,
              checkpoint: Optional[str] = None,
              work_dir: str = osp.join('work_dirs', 'demo'),
-             full_protocol: bool = False,
-             repeats: int = 3,
-             warmup: int = 1,
-             gif: bool = False,
-             verbose: bool = False,
-             cfg_options: Optional[Dict] = None,
-             **data) -> Dict:
+             full_protocol: bool = False, repeats: int = 3,
+             gif: bool = False, verbose: bool = False,
+             cfg_options: Optional[Dict] = None, **data) -> Dict:
     """Test ``config`` at r=0 and pruned; time, draw, summarise.
 
     Args:
@@ -157,14 +139,13 @@ def run_demo(config: str,
         work_dir (str): Output folder. Defaults to ``work_dirs/demo``.
         full_protocol (bool): The config's views per video instead of 1 clip
             x 1 center crop. Defaults to False.
-        repeats (int): Timed forwards per r. Defaults to 3.
-        warmup (int): Untimed forwards per r. Defaults to 1.
+        repeats (int): Timed forwards per r, interleaved, each after
+            ``torch.utils.benchmark.Timer``'s warm-up. Defaults to 3.
         gif (bool): Also write the picture as a GIF. Defaults to False.
         verbose (bool): Keep mmengine's INFO logs of the test runs.
             Defaults to False.
         cfg_options (dict, optional): Config overrides. Defaults to None.
-        **data: :func:`prepare_data`'s data arguments (``video``, ``label``,
-            ``data_root``, ``ann_file``, ``num_clips_per_class``).
+        **data: :func:`prepare_data`'s data arguments.
 
     Returns:
         dict: The summary, as written to ``work_dir/summary.json``.
@@ -183,9 +164,8 @@ def run_demo(config: str,
     if data.get('num_clips_per_class', 2) < 1:
         raise ValueError('--num-clips-per-class='
                          f'{data["num_clips_per_class"]} must be >= 1.')
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f'--repeats={repeats} must be >= 1 and --warmup='
-                         f'{warmup} >= 0.')
+    if repeats < 1:
+        raise ValueError(f'--repeats={repeats} must be >= 1.')
     mkdir_or_exist(work_dir)
     ann_file, video_root, data_text, first_video = prepare_data(
         work_dir, **data)
@@ -197,8 +177,7 @@ def run_demo(config: str,
             '=' * 70 + '\nNo --checkpoint given: the model has RANDOM '
             f'weights (saved to {checkpoint}). Accuracy numbers are '
             'meaningless; GFLOPs, tokens and speed-up are not.\n' + '=' * 70,
-            logger='current',
-            level=logging.WARNING)
+            logger='current', level=logging.WARNING)
     options = {
         'test_dataloader.num_workers': 0,
         'test_dataloader.dataset.ann_file': ann_file,
@@ -210,67 +189,48 @@ def run_demo(config: str,
     for run_r in (0, r):
         set_drop_number(cfg, run_r)
         cfgs[run_r] = configure_test(
-            cfg,
-            checkpoint,
-            work_dir=osp.join(work_dir, f'r{run_r}'),
-            cfg_options=options,
-            quick=not full_protocol)
+            cfg, checkpoint, work_dir=osp.join(work_dir, f'r{run_r}'),
+            cfg_options=options, quick=not full_protocol)
         tic = time.perf_counter()
         metrics = run_test(cfgs[run_r])
         _restore_info_logs()
-        rows.append(
-            dict(
-                drop_number=run_r,
-                gflops_per_view=metrics['gflops_per_view'],
-                tokens=metrics['tokens'],
-                test_loop_s=time.perf_counter() - tic,
-                metrics={k: v
-                         for k, v in metrics.items() if k.startswith('acc/')}))
+        rows.append(dict(
+            drop_number=run_r, gflops_per_view=metrics['gflops_per_view'],
+            tokens=metrics['tokens'], test_loop_s=time.perf_counter() - tic,
+            metrics={k: v for k, v in metrics.items()
+                     if k.startswith('acc/')}))
     model = build_recognizer(cfgs[r], checkpoint)
     backbones = {0: apply_pruning(copy.deepcopy(model.backbone), pruning, 0),
                  r: model.backbone}
     shape = view_shape(cfgs[0])
     print_log(
-        f'Timing both backbones on one {shape[1:]} view: {warmup} warm-up + '
-        f'{repeats} timed forwards each, interleaved',
-        logger='current')
+        f'Timing both backbones on one {shape[1:]} view: {repeats} timed '
+        'forwards each, interleaved', logger='current')
     clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     clip = clip.to(next(model.parameters()).device)
-    times = interleaved_times(backbones, clip, warmup, repeats).wall
+    times = time_forwards({f'r={k}': m for k, m in backbones.items()}, clip,
+                          repeats)
     for row in rows:
-        t = median(times[row['drop_number']])
-        row.update(
-            ms_per_view=1e3 * t,
-            speedup=median(times[0]) / t,
-            times_s=times[row['drop_number']])
+        t = times[f'r={row["drop_number"]}']
+        row.update(ms_per_view=1e3 * t.median,
+                   speedup=times['r=0'].median / t.median,
+                   times_s=list(t.times))
     stem = osp.splitext(osp.basename(first_video))[0]
     png = osp.join(work_dir, f'kept_tokens_{stem}.png')
     gif_file = osp.splitext(png)[0] + '.gif' if gif else None
-    _draw(
-        model,
-        cfgs[r],
-        first_video,
-        png,
-        gif_file,
-        title=f'{osp.basename(config)}, ' +
-        ('RANDOM WEIGHTS' if random_weights else osp.basename(checkpoint)))
+    _draw(model, cfgs[r], first_video, png, gif_file,
+          title=f'{osp.basename(config)}, ' +
+          ('RANDOM WEIGHTS' if random_weights else osp.basename(checkpoint)))
     summary = dict(
-        config=config,
-        backbone=type(model.backbone).__name__,
+        config=config, backbone=type(model.backbone).__name__,
         strategy=getattr(model.backbone, 'strategy', None),
         checkpoint=None if random_weights else checkpoint,
         random_weights=random_weights,
         weights=RANDOM_WEIGHTS
         if random_weights else f'checkpoint {checkpoint}',
-        data=data_text,
-        full_protocol=full_protocol,
-        view=list(shape),
-        repeats=repeats,
-        hardware=hardware_name(clip.device),
-        rows=rows,
-        picture=png,
-        gif=gif_file,
-        work_dir=work_dir,
+        data=data_text, full_protocol=full_protocol, view=list(shape),
+        repeats=repeats, hardware=hardware_name(clip.device), rows=rows,
+        picture=png, gif=gif_file, work_dir=work_dir,
         total_s=time.perf_counter() - start)
     with open(osp.join(work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
@@ -278,11 +238,7 @@ def run_demo(config: str,
 
 
 def _restore_info_logs() -> None:
-    """After a run at ``log_level='WARNING'``, let INFO through again.
-
-    The runner's logger is mmengine's current one from then on, and the
-    demo's own messages are INFO.
-    """
+    """After a WARNING-level run, let INFO through its (current) logger."""
     for handler in MMLogger.get_current_instance().handlers:
         if handler.level == logging.WARNING:
             handler.setLevel(logging.INFO)
@@ -302,18 +258,14 @@ def format_summary(summary: Dict) -> str:
                 '1 clip x 1 center crop per video (quick; the paper uses 5 '
                 'clips x 3 crops: --full-protocol)')
     table = format_table(
-        [[
-            row['drop_number'], f'{row["gflops_per_view"]:.2f}',
-            ' -> '.join(str(n) for n in row['tokens']),
-            f'{row["ms_per_view"]:.0f}', f'{row["speedup"]:.2f}x',
-            f'{row["metrics"]["acc/top1"]:.3f}',
-            f'{row["metrics"]["acc/top5"]:.3f}',
-            f'{row["metrics"]["acc/mean1"]:.3f}'
-        ] for row in summary['rows']],
-        headers=[
-            'r', 'GFLOPs/view', 'tokens (input -> each point)', 'ms/view',
-            'speed-up', 'top-1', 'top-5', 'mean acc'
-        ])
+        [[row['drop_number'], f'{row["gflops_per_view"]:.2f}',
+          ' -> '.join(str(n) for n in row['tokens']),
+          f'{row["ms_per_view"]:.0f}', f'{row["speedup"]:.2f}x',
+          f'{row["metrics"]["acc/top1"]:.3f}',
+          f'{row["metrics"]["acc/top5"]:.3f}',
+          f'{row["metrics"]["acc/mean1"]:.3f}'] for row in summary['rows']],
+        headers=['r', 'GFLOPs/view', 'tokens (input -> each point)',
+                 'ms/view', 'speed-up', 'top-1', 'top-5', 'mean acc'])
     gif = f' and {summary["gif"]}' if summary['gif'] else ''
     work_dir = summary['work_dir']
     return '\n'.join([
@@ -334,14 +286,11 @@ def format_summary(summary: Dict) -> str:
     ])
 
 
-def visualize_config(video: str,
-                     config: str,
+def visualize_config(video: str, config: str,
                      checkpoint: Optional[str] = None,
                      drop_number: Optional[int] = None,
-                     out: Optional[str] = None,
-                     gif: bool = False,
-                     all_frames: bool = False,
-                     seed: int = 0,
+                     out: Optional[str] = None, gif: bool = False,
+                     all_frames: bool = False, seed: int = 0,
                      cfg_options: Optional[Dict] = None) -> Dict:
     """Draw the tokens that ``config``'s model keeps in ``video``.
 
@@ -372,18 +321,13 @@ def visualize_config(video: str,
         print_log(
             'No checkpoint given: the model has random weights, so the '
             'picture shows what STA keeps for an untrained network.',
-            logger='current',
-            level=logging.WARNING)
+            logger='current', level=logging.WARNING)
     weights = (f'weights {osp.basename(checkpoint)}'
                if checkpoint else 'RANDOM WEIGHTS (no checkpoint given)')
     stem = (f'{osp.splitext(osp.basename(video))[0]}_'
             f'{osp.splitext(osp.basename(config))[0]}')
     out = out or osp.join('work_dirs', 'vis', f'{stem}.png')
-    return _draw(
-        model,
-        cfg,
-        video,
-        out,
-        osp.splitext(out)[0] + '.gif' if gif else None,
-        title=f'{osp.basename(config)}, {weights}',
-        all_frames=all_frames)
+    return _draw(model, cfg, video, out,
+                 osp.splitext(out)[0] + '.gif' if gif else None,
+                 title=f'{osp.basename(config)}, {weights}',
+                 all_frames=all_frames)

@@ -1,10 +1,9 @@
 """Set up and run an MMAction2 test the way ``tools/test.py`` does.
 
-MMAction2's own test script, plus what makes its number trustworthy: the
-checkpoint must fill the whole model (``CheckpointKeysHook``), the data are
-validated (``wire_test_data``), the backbone's GFLOPs and tokens and the
-run's provenance are reported beside the accuracy, and the work dir is named
-by the ``r`` that actually runs.
+MMAction2's own test script, plus: the checkpoint must fill the whole model
+(``CheckpointKeysHook``), the data are validated (``wire_test_data``),
+GFLOPs, tokens and provenance are reported beside the accuracy, and the
+work dir is named by the ``r`` that actually runs.
 """
 import contextlib
 import copy
@@ -26,56 +25,42 @@ from ..models import STASwin3D, pruning_of
 
 
 def configure_test(config: Union[str, Config],
-                   checkpoint: Optional[str] = None,
-                   *,
+                   checkpoint: Optional[str] = None, *,
                    work_dir: Optional[str] = None,
                    cfg_options: Optional[Dict] = None,
-                   launcher: str = 'none',
-                   dump: Optional[str] = None,
+                   launcher: str = 'none', dump: Optional[str] = None,
                    skip_corrupt_videos: bool = False,
-                   allow_partial_load: bool = False,
-                   quick: bool = False,
-                   show: bool = False,
-                   show_dir: Optional[str] = None,
-                   interval: int = 1,
-                   wait_time: float = 2,
-                   fused_attention: bool = False,
-                   amp: Optional[str] = None,
+                   allow_partial_load: bool = False, quick: bool = False,
+                   show: bool = False, show_dir: Optional[str] = None,
+                   interval: int = 1, wait_time: float = 2,
+                   fused_attention: bool = False, amp: Optional[str] = None,
                    compile: bool = False) -> Config:
     """The config of one test run, as ``tools/test.py`` runs it.
 
     Args:
-        config (str or Config): Test config file, or a loaded one (not
-            changed: a copy is set up).
-        checkpoint (str, optional): Checkpoint file or URL. Defaults to None,
-            the config's ``load_from``.
-        work_dir (str, optional): Where logs and the metrics JSON go.
-            Defaults to None: the config's ``work_dir``, else
-            ``work_dirs/<config name with the running r>``.
-        cfg_options (dict, optional): Keys merged into the config first.
-            Defaults to None.
+        config (str or Config): Test config file, or a loaded one (copied).
+        checkpoint (str, optional): File or URL. Defaults to None, the
+            config's ``load_from``.
+        work_dir (str, optional): Logs and metrics JSON. Defaults to None:
+            the config's, else :func:`default_work_dir`.
+        cfg_options (dict, optional): Merged into the config. Defaults to None.
         launcher (str): mmengine launcher. Defaults to ``'none'``.
         dump (str, optional): ``.pkl`` file for the predictions, each with
             its video's file name and index. Defaults to None.
         skip_corrupt_videos (bool): Skip, count and list unreadable videos
             instead of stopping. Defaults to False.
-        allow_partial_load (bool): Let the checkpoint leave model tensors at
-            their random init (e.g. a backbone-only file); the metrics then
-            list them. Defaults to False: every tensor must be filled.
+        allow_partial_load (bool): Let the checkpoint leave tensors at their
+            random init (listed in the metrics). Defaults to False.
         quick (bool): 1 clip x 1 centre crop per video instead of the
             config's views. Defaults to False.
         show (bool): Show predictions in a window. Defaults to False.
         show_dir (str, optional): Save visualizations here. Defaults to None.
         interval (int): Visualize every ``interval`` samples. Defaults to 1.
         wait_time (float): Seconds each window shows. Defaults to 2.
-        fused_attention (bool): Set ``fused_attention=True`` on the STA
-            backbone and on every ``STAPruningHook`` (fused attention, see
-            ``STAViT``). A stock backbone without the hook is a
-            ``ValueError``. Defaults to False: the config's setting.
-        amp (str, optional): ``'bf16'`` (CPU, CUDA) or ``'fp16'`` (CUDA):
-            test under ``torch.autocast`` with that dtype, scores made
-            float32 for the metrics (``STATestLoop``). Defaults to None,
-            float32.
+        fused_attention (bool): Turn on fused attention where the config
+            prunes (:func:`use_fused_attention`). Defaults to False.
+        amp (str, optional): ``'bf16'`` (CPU, CUDA) or ``'fp16'`` (CUDA)
+            autocast (``STATestLoop``). Defaults to None, float32.
         compile (bool): ``torch.compile`` the backbone before the first
             forward (``STATestLoop``). Defaults to False.
 
@@ -96,10 +81,7 @@ def configure_test(config: Union[str, Config],
                 '--show/--show-dir need a VisualizationHook: set '
                 'default_hooks.visualization=dict(type="VisualizationHook").')
         cfg.default_hooks.visualization.update(
-            enable=True,
-            show=show,
-            wait_time=wait_time,
-            out_dir=show_dir,
+            enable=True, show=show, wait_time=wait_time, out_dir=show_dir,
             interval=interval)
     if quick:
         cfg.test_dataloader.dataset.pipeline = single_view_pipeline(cfg)
@@ -130,12 +112,10 @@ def configure_test(config: Union[str, Config],
 
 
 def use_fused_attention(cfg: Config) -> None:
-    """Turn on ``fused_attention`` where the config prunes.
+    """Turn on ``fused_attention`` on the ``STAPruningHook``, else backbone.
 
-    On the ``STAPruningHook`` if there is one, else on the STA backbone; a
-    stock backbone that nothing converts would ignore it (MMAction2's
-    ``VisionTransformer`` swallows unknown arguments), so that is a
-    ``ValueError``.
+    A stock backbone that nothing converts would silently ignore it
+    (``VisionTransformer`` swallows unknown arguments): a ``ValueError``.
     """
     pruning = pruning_of(cfg)
     if pruning.drop_number is None:
@@ -156,10 +136,8 @@ def use_fused_attention(cfg: Config) -> None:
 def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
     """Run the test through ``STATestLoop`` with ``amp`` and ``compile``.
 
-    mmengine 0.10.7's ``TestLoop`` names no autocast dtype and its
-    ``cfg.compile`` is applied when training only (see
-    :mod:`sta_mmaction.engine.test_loop`). The config's own ``TestLoop`` settings
-    are kept; another loop type is a ``ValueError``.
+    See :mod:`sta_mmaction.engine.test_loop` for why. The config's own
+    ``TestLoop`` settings are kept; another loop type is a ``ValueError``.
     """
     import torch
     check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu')
@@ -183,10 +161,9 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
 def default_work_dir(cfg: Config, config: str) -> str:
     """``work_dirs/<name>``, where the name says which ``r`` ran.
 
-    A trailing ``_r<N>`` of the config's name is replaced by the ``r`` the
-    run uses, so ``--cfg-options model.backbone.drop_number=48`` on an
-    ``_r64`` config never overwrites the r=64 run's files; a strategy other
-    than ``'sta'`` and the quick protocol are appended.
+    A trailing ``_r<N>`` of the config's name becomes the ``r`` the run
+    uses, so an override never overwrites another r's files; a strategy
+    other than ``'sta'`` and the quick protocol are appended.
     """
     name = osp.splitext(osp.basename(config))[0]
     pruning = pruning_of(cfg)
@@ -211,10 +188,8 @@ def cap_workers(cfg: Config) -> None:
     """Cap the test dataloader's workers at the machine's cores.
 
     MMAction2's configs ask for 8 workers, which on a small machine only
-    adds processes that compete with the model for the same cores. With no
-    workers (e.g. ``--cfg-options test_dataloader.num_workers=0``) the
-    configs' ``persistent_workers=True`` would make torch's DataLoader
-    refuse to start, so it is turned off.
+    compete with the model. With no workers, ``persistent_workers=True``
+    would make torch's DataLoader refuse to start, so it is turned off.
     """
     loader = cfg.test_dataloader
     cores = usable_cores()
@@ -223,8 +198,7 @@ def cap_workers(cfg: Config) -> None:
         loader.num_workers = cores
         print_log(
             f'test_dataloader.num_workers={asked} capped at the {cores} '
-            'cores of this machine.',
-            logger='current')
+            'cores of this machine.', logger='current')
     if loader.get('num_workers', 0) == 0 and loader.get('persistent_workers'):
         loader.persistent_workers = False
 
@@ -232,10 +206,9 @@ def cap_workers(cfg: Config) -> None:
 def init_cpu_dist(cfg: Config) -> None:
     """Start the process group for ``--launcher pytorch`` without CUDA.
 
-    mmengine's pytorch launcher calls ``torch.cuda.set_device``, and its
-    default model wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on
-    CPU-only torch. The group is started here, so the Runner finds it and
-    goes on, and the wrapper is told the model lives on the CPU.
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and its
+    wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on CPU-only torch,
+    so the group is started here and the wrapper gets no device ids.
     """
     import torch
     import torch.distributed as dist
@@ -249,18 +222,15 @@ def init_cpu_dist(cfg: Config) -> None:
             'env_cfg.dist_cfg.backend=gloo.')
     dist.init_process_group(backend='gloo')
     if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel',
-            device_ids=None,
-            broadcast_buffers=False)
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                     device_ids=None, broadcast_buffers=False)
 
 
 def run_test(cfg: Config) -> Dict:
     """Build the Runner from ``cfg`` and test; returns the metrics.
 
-    The metrics hold the accuracy, the backbone report (``gflops_per_view``,
-    ``tokens``, ...) and the provenance record of
-    :class:`~sta_mmaction.engine.ProvenanceHook`.
+    They hold the accuracy, the backbone report (``gflops_per_view``, ...)
+    and :class:`~sta_mmaction.engine.ProvenanceHook`'s record.
     """
     cfg = copy.deepcopy(cfg)
     with runner_of(cfg) as runner:
@@ -273,9 +243,8 @@ def runner_of(cfg: Config) -> Iterator[Runner]:
     """The Runner of ``cfg``, inside the process group the run needs.
 
     ``launcher='pytorch'`` starts the group also without CUDA
-    (:func:`init_cpu_dist`); a group this run started is closed when the
-    block finishes (:func:`close_process_group`). A group that was already
-    up (a caller's) is left alone.
+    (:func:`init_cpu_dist`); a group this run started is closed afterwards,
+    one that was already up (a caller's) is left alone.
     """
     import torch.distributed as dist
     group_was_up = dist.is_available() and dist.is_initialized()
@@ -291,13 +260,11 @@ def runner_of(cfg: Config) -> Iterator[Runner]:
 def close_process_group() -> None:
     """Close the process group this run started, after all ranks are done.
 
-    Left to interpreter exit, a rank whose peer has already gone can abort
-    (SIGABRT) in gloo's teardown after printing its result, and torchrun then
-    fails the whole run. A barrier and an explicit close avoid that.
+    Left to interpreter exit, a rank whose peer has gone can abort in gloo's
+    teardown, and torchrun then fails the whole run.
     """
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return
     dist.barrier()
     dist.destroy_process_group()
-

@@ -1,11 +1,9 @@
 """What ``tools/train.py`` runs: MMAction2's train set-up on mmengine's Runner.
 
-Beside MMAction2's own ``tools/train.py``: a ``load_from`` checkpoint must
-fill the whole model (``CheckpointKeysHook``, as in a test run),
-``launcher='pytorch'`` also starts on CPU-only machines (gloo), and the
-process group a run starts is closed after it. Training with STA on is
-a backbone setting (``model.backbone.drop_number=24``): gradients flow
-through the kept tokens, the selection itself is not differentiated.
+Beside MMAction2's own: a ``load_from`` checkpoint must fill the whole model
+(``CheckpointKeysHook``), and ``launcher='pytorch'`` also runs on CPU (gloo).
+Training with STA is a backbone setting (``model.backbone.drop_number=24``):
+gradients flow through the kept tokens, not through the selection.
 """
 import os.path as osp
 from typing import Optional
@@ -17,13 +15,9 @@ from mmengine.runner import Runner
 from .testing import runner_of
 
 
-def configure_train(cfg: Config,
-                    config_path: str,
-                    launcher: str = 'none',
-                    work_dir: Optional[str] = None,
-                    amp: bool = False,
-                    resume: Optional[str] = None,
-                    no_validate: bool = False,
+def configure_train(cfg: Config, config_path: str, launcher: str = 'none',
+                    work_dir: Optional[str] = None, amp: bool = False,
+                    resume: Optional[str] = None, no_validate: bool = False,
                     auto_scale_lr: bool = False) -> Config:
     """Apply the train tool's options to ``cfg``, as MMAction2's tool does.
 
@@ -34,8 +28,7 @@ def configure_train(cfg: Config,
             Defaults to ``'none'``.
         work_dir (str, optional): Defaults to None: the config's, else
             ``work_dirs/<config name>``.
-        amp (bool): mmengine's ``AmpOptimWrapper`` (CUDA only). Defaults to
-            False.
+        amp (bool): ``AmpOptimWrapper`` (CUDA only). Defaults to False.
         resume (str, optional): ``'auto'`` (the work dir's latest
             checkpoint) or a checkpoint file. Defaults to None.
         no_validate (bool): Drop the validation loop. Defaults to False.
@@ -78,8 +71,7 @@ def configure_train(cfg: Config,
         # mmengine loads load_from with strict=False, which only logs a
         # misfit; the hook refuses one before the first step
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='CheckpointKeysHook')
-        ]
+            dict(type='CheckpointKeysHook')]
     return cfg
 
 

@@ -1,9 +1,5 @@
-"""The STA rule, its baselines and its schedules in plain PyTorch.
-
-``core`` imports no mmengine: :mod:`.sta` is the rule, :mod:`.baselines`
-the other strategies and the table that picks one, :mod:`.schedule` the
-prune points and token counts of both backbones.
-"""
+"""The STA rule (:mod:`.sta`), its baselines (:mod:`.baselines`) and its
+schedules (:mod:`.schedule`) in plain PyTorch, without mmengine."""
 from .baselines import (HASHED_ELEMENTS, NEEDS_KEYS, SELECTORS, STRATEGIES,
                         Generators, bipartite_match, clip_generators,
                         first_select, merge_tokens, random_select,

@@ -1,29 +1,13 @@
 """The baselines and ablations of STA, and the table that picks one.
 
-They share STA's prune points and per-group drop count ``r``, so every one of
-them leaves the same token counts (:data:`STRATEGIES`):
-
-* ``'random'``: a uniformly random keep set per group
-  (:func:`random_select`), seedable with a ``torch.Generator`` per sample
-  (:func:`clip_generators` derives one from a seed and the clip itself).
-* ``'temporal'``: STA without the semantic factor (``a = 0``):
-  :func:`~sta_mmaction.core.sta.sta_select` with ``semantic=False``.
-* ``'semantic'``: the semantic factor alone (accumulated redundancy ``= 1``).
-  With no redundancy there is no parity rule either, so every group, the
-  first visited one included, drops its ``r`` tokens of lowest activation
-  (score ``1 - a``, :func:`semantic_select`).
-* ``'tome'``: ToMe's bipartite soft matching inside each group, merging
-  instead of dropping (:func:`bipartite_match`, :func:`merge_tokens`, after
-  Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023).
-* ``'oracle'``: every group keeps its first ``n - r`` positions
-  (:func:`first_select`), with no scoring at all. It is a speed reference,
-  not an accuracy baseline: the same blocks run on the same token counts
-  as STA's, so STA's time over the oracle's is the price of STA's selection
-  (the scoring, and on Video Swin the keys of the dropped candidates).
-
-Only the strategies of :data:`NEEDS_KEYS` read the attention keys; a
-backbone whose keys cost extra work (Video Swin's candidates) computes
-them for those alone.
+All share STA's prune points and drop ``r`` per group, hence its token
+counts: ``'random'`` (:func:`random_select`), ``'temporal'`` (STA with
+``a = 0``), ``'semantic'`` (``a`` alone, no parity rule: every group drops
+its ``r`` least active tokens), ``'tome'`` (ToMe's bipartite soft matching
+per group, merging instead of dropping; Bolya et al., "Token Merging: Your
+ViT But Faster", ICLR 2023) and ``'oracle'`` (each group keeps its first
+``n - r`` positions: a speed reference for the cost of STA's selection, not
+an accuracy baseline). Only :data:`NEEDS_KEYS` read the attention keys.
 """
 import hashlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -42,16 +26,10 @@ HASHED_ELEMENTS = 4096
 Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 
-def random_select(batch: int,
-                  num_tokens: int,
-                  num_groups: int,
-                  r: int,
+def random_select(batch: int, num_tokens: int, num_groups: int, r: int,
                   generator: Generators = None,
                   device: Optional[torch.device] = None) -> Tensor:
     """(B, N - G * r) indices of a uniformly random keep set per group.
-
-    Every group keeps ``n - r`` of its ``n`` tokens, drawn without
-    replacement, independently for every sample and group.
 
     Args:
         batch (int): B.
@@ -59,12 +37,9 @@ def random_select(batch: int,
         num_groups (int): G.
         r (int): Tokens dropped per group.
         generator (torch.Generator or Sequence[torch.Generator], optional):
-            Source of the draws, which are made on its device: one
-            generator for the whole batch, or ``batch`` generators, one per
-            sample, so that a sample's keep sets depend on its own generator
-            only, whatever the batch around it. The same generator states
-            give the same keep sets. Defaults to None, the global RNG of
-            ``device``.
+            One for the batch, or one per sample (whose keep sets then do
+            not depend on the batch), drawn on its device. Defaults to None,
+            the global RNG of ``device``.
         device (torch.device, optional): Device of the returned indices.
             Defaults to None, the generator's device (or the CPU).
 
@@ -75,9 +50,8 @@ def random_select(batch: int,
     n = num_tokens // num_groups
     if isinstance(generator, torch.Generator) or generator is None:
         draw_on = generator.device if generator is not None else device
-        noise = torch.rand(
-            batch, num_groups, n, generator=generator,
-            device=draw_on)  # (B, G, n)
+        noise = torch.rand(batch, num_groups, n, generator=generator,
+                           device=draw_on)  # (B, G, n)
     else:
         generator = list(generator)
         if len(generator) != batch:
@@ -94,15 +68,9 @@ def random_select(batch: int,
     return _to_global(local, n)  # (B, N - G * r)
 
 
-def first_select(batch: int,
-                 num_tokens: int,
-                 num_groups: int,
-                 r: int,
+def first_select(batch: int, num_tokens: int, num_groups: int, r: int,
                  device: Optional[torch.device] = None) -> Tensor:
     """(B, N - G * r) indices: each group keeps its first ``n - r`` tokens.
-
-    The ``'oracle'`` strategy: a fixed keep set, the same for every sample,
-    that reads no token at all.
 
     Args:
         batch (int): B.
@@ -111,10 +79,6 @@ def first_select(batch: int,
         r (int): Tokens dropped per group, ``0 < r < n``.
         device (torch.device, optional): Device of the returned indices.
             Defaults to None, the CPU.
-
-    Returns:
-        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time order
-        and each group's survivors in position order.
     """
     n = num_tokens // num_groups
     local = torch.arange(n - r, device=device)  # (n - r, )
@@ -125,20 +89,13 @@ def first_select(batch: int,
 def clip_generators(x: Tensor, seed: int) -> List[torch.Generator]:
     """One CPU generator per clip of ``x``, from ``seed`` and the clip.
 
-    A sample's generator is seeded by a hash of ``seed`` and of a strided
-    subsample (at most :data:`HASHED_ELEMENTS` values, as float32) of its
-    own clip, so its draws do not depend on the batch size, on its place
-    in the batch or on the process that runs it; a deterministic test
-    pipeline gives every view the same keep sets in every run. The
-    subsample is copied to the host, one small copy per forward.
+    Each is seeded by a hash of ``seed`` and a strided float32 subsample
+    (at most :data:`HASHED_ELEMENTS`, copied to the host) of its clip, so its
+    draws, in order at each prune point, do not depend on the batch.
 
     Args:
         x (Tensor): (B, ...) the clips, as the backbone receives them.
         seed (int): The ``'random'`` strategy's seed.
-
-    Returns:
-        list[torch.Generator]: B generators, to be drawn from in order at
-        each prune point.
     """
     flat = x.detach().reshape(x.shape[0], -1)  # (B, L)
     stride = max(1, flat.shape[1] // HASHED_ELEMENTS)
@@ -193,19 +150,14 @@ def _oracle(x, keys, num_groups, r, reverse, generator):
 
 #: Selecting strategy -> ``f(x, keys, num_groups, r, reverse, generator)``.
 SELECTORS: Dict[str, Callable[..., Tensor]] = {
-    'sta': _sta,
-    'random': _random,
-    'temporal': _temporal,
-    'semantic': _semantic,
-    'oracle': _oracle,
+    'sta': _sta, 'random': _random, 'temporal': _temporal,
+    'semantic': _semantic, 'oracle': _oracle,
 }
 
-#: Token-reduction strategies, STA first. All but ``'tome'`` select tokens
-#: (:func:`select_tokens`); ``'tome'`` merges them (:func:`bipartite_match`).
+#: Token-reduction strategies, STA first; ``'tome'`` merges, the rest select.
 STRATEGIES = tuple(SELECTORS) + ('tome', )
 
-#: Strategies that read the attention keys. The others are given none
-#: (``keys=None`` in :func:`select_tokens`).
+#: Strategies that read the attention keys (the others get ``keys=None``).
 NEEDS_KEYS = frozenset({'sta', 'temporal', 'tome'})
 
 
@@ -216,13 +168,8 @@ def validate_strategy(strategy: str) -> None:
                          f'strategy; choose one of {STRATEGIES}.')
 
 
-def select_tokens(x: Tensor,
-                  keys: Optional[Tensor],
-                  num_groups: int,
-                  r: int,
-                  reverse: bool = False,
-                  *,
-                  strategy: str = 'sta',
+def select_tokens(x: Tensor, keys: Optional[Tensor], num_groups: int, r: int,
+                  reverse: bool = False, *, strategy: str = 'sta',
                   generator: Generators = None) -> Tensor:
     """:data:`SELECTORS` ``[strategy]``: (B, N - G * r) kept indices.
 
@@ -234,12 +181,10 @@ def select_tokens(x: Tensor,
         r (int): Tokens dropped per group.
         reverse (bool): Visit the groups in reverse time order (STA and
             ``'temporal'``). Defaults to False.
-        strategy (str): A key of :data:`SELECTORS`. ``'tome'`` merges
-            rather than selects: use :func:`bipartite_match` and
-            :func:`merge_tokens`. Defaults to ``'sta'``.
+        strategy (str): A key of :data:`SELECTORS` (``'tome'`` merges: use
+            :func:`bipartite_match`). Defaults to ``'sta'``.
         generator (torch.Generator or Sequence[torch.Generator], optional):
-            Source of the ``'random'`` strategy's draws (see
-            :func:`random_select`). Ignored by the other strategies.
+            The ``'random'`` strategy's draws (see :func:`random_select`).
             Defaults to None, the global RNG of ``x``'s device.
 
     Returns:
@@ -264,24 +209,21 @@ def bipartite_match(keys: Tensor, num_groups: int,
                     r: int) -> Tuple[Tensor, Tensor, Tensor]:
     """ToMe's bipartite soft matching inside each of ``G`` groups.
 
-    The idea is ToMe's (Bolya et al., ICLR 2023; ``tome/merge.py``): split a
-    group into alternating sets A (even positions) and B (odd positions),
-    link every A token to its most similar B token (key cosine), and merge
-    the ``r`` A tokens with the most similar links into their B partners.
-    Here it runs in every group of the STA schedule, so it removes the same
-    ``r`` tokens per group as the other strategies.
+    After ToMe (Bolya et al., ICLR 2023; ``tome/merge.py``): a group's even
+    positions (A) are linked to their most similar odd position (B, key
+    cosine), and the ``r`` A tokens with the most similar links merge into
+    their B partners, so every group loses ``r`` tokens as in STA.
 
     Args:
-        keys (Tensor): (B, N, c) attention keys averaged over heads; they
-            are L2-normalised here.
+        keys (Tensor): (B, N, c) head-averaged attention keys; they are
+            L2-normalised here.
         num_groups (int): G, the number of equal consecutive groups.
         r (int): Tokens merged away per group, at most half a group.
 
     Returns:
-        tuple[Tensor]: int64 indices into ``N``: ``kept`` (B, N - G * r), the
-        surviving tokens (groups in time order, each group's survivors in
-        position order); ``src`` (B, G * r), the tokens merged away; and
-        ``dst`` (B, G * r), the kept token each ``src`` token merges into.
+        tuple[Tensor]: int64 indices into ``N``: ``kept`` (B, N - G * r) in
+        time then position order; ``src`` (B, G * r), merged away; ``dst``
+        (B, G * r), the kept token each ``src`` token merges into.
     """
     b, n_tok, _ = keys.shape
     n = check_groups(n_tok, num_groups, r)
@@ -308,14 +250,12 @@ def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
                  dst: Tensor) -> Tuple[Tensor, Tensor]:
     """Size-weighted merge of ``src`` tokens into ``dst`` tokens.
 
-    Every token stands for ``size`` original patches. A kept token becomes
-    the size-weighted average of itself and the tokens merged into it, and
-    its size the sum of theirs, so sizes always add up to the original token
-    count (as ToMe's ``merge_wavg``).
+    A kept token becomes the size-weighted mean of itself and the tokens
+    merged into it, its size their sum (as ToMe's ``merge_wavg``).
 
     Args:
         x (Tensor): (B, N, C) tokens.
-        size (Tensor): (B, N) sizes; ones before the first merge.
+        size (Tensor): (B, N) original patches per token; ones at first.
         kept (Tensor): (B, M) indices of the surviving tokens.
         src (Tensor): (B, K) indices of the tokens merged away.
         dst (Tensor): (B, K) the kept token each ``src`` merges into.

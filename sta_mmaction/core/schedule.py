@@ -1,11 +1,8 @@
 """Where STA prunes and how many tokens each prune point leaves.
 
-The ViT schedule prunes after the blocks ``0``, ``depth // 3`` and
-``2 * depth // 3`` and cuts the tokens into ``T0``, ``T0 / 2`` and ``T0 / 4``
-groups (``T0`` temporal slices), each losing ``r``. The Video Swin schedule
-reuses the groups of 1, 2 and 4 slices at the start of stages 2, 3 and 4, on
-each stage's own grid, dropping ``r``, ``r // 4`` and ``r // 16`` per group
-(:func:`swin_schedule`). Plain integer arithmetic; no mmengine.
+ViT: after blocks ``0``, ``depth // 3``, ``2 * depth // 3``, in ``T0``,
+``T0 / 2``, ``T0 / 4`` groups (``T0`` slices), ``r`` dropped per group. Video
+Swin: groups of 1, 2, 4 slices at stages 2, 3, 4 (:func:`swin_schedule`).
 """
 from typing import Dict, List, Sequence, Tuple
 
@@ -24,13 +21,9 @@ def ceil_div(a: int, b: int) -> int:
 def visits_in_reverse(point: int) -> bool:
     """Whether prune point ``point`` (0, 1, 2) visits its groups latest-first.
 
-    The middle point runs latest-first because the paper's released code
-    does so; the code gives no other reason. What the order changes: the
-    first visited group is the only one scored by the parity drop, and every
-    later group by the redundancy accumulated from the group visited just
-    before it. At points 0 and 2 the earliest group is parity-scored and
-    redundancy flows forward in time; at point 1 the latest group is, and it
-    flows backward, so the direction alternates across the network.
+    Point 1 does, as in the paper's released code (no reason given). Since
+    the parity-scored group is visited first and redundancy flows from it,
+    the direction alternates: forward at points 0 and 2, backward at 1.
     """
     return point == 1
 
@@ -45,14 +38,10 @@ def prune_layers(depth: int) -> Tuple[int, int, int]:
 
 
 def group_schedule(num_slices: int) -> Tuple[int, int, int]:
-    """Number of groups at each prune point for ``num_slices`` slices.
+    """``(T0, T0 // 2, T0 // 4)`` groups at the prune points.
 
     Args:
-        num_slices (int): Temporal token slices, ``num_frames //
-            tubelet_size`` (``T0``).
-
-    Returns:
-        tuple[int]: ``(T0, T0 // 2, T0 // 4)``.
+        num_slices (int): ``T0``, ``num_frames // tubelet_size`` slices.
     """
     if num_slices < 4 or num_slices % 4 != 0:
         raise ValueError(
@@ -145,14 +134,10 @@ def swin_schedule(num_slices: int, stage_grids: Sequence[Tuple[int, int]],
                   drop_number: int) -> List[Dict[str, int]]:
     """The STA plan of stages 2, 3 and 4, one dict per prune point.
 
-    Stage ``s`` (2, 3, 4) cuts its candidate tokens into ``groups`` = ``D``,
-    ``D / 2``, ``D / 4`` groups of 1, 2 and 4 temporal slices and drops
-    ``drop`` = ``r``, ``r // 4``, ``r // 16`` tokens per group. At stage 2
-    every position of the grid is a candidate; at stages 3 and 4 the
-    candidates are the tokens carried through the patch merging: each group
-    of the stage before, keeping ``k`` of its ``n`` grid positions, carries
-    ``ceil(k * m / n)`` of its ``m`` merged positions (``ceil(k / 4)`` for
-    even grids).
+    Stages 2, 3, 4 drop ``r``, ``r // 4``, ``r // 16`` per group of 1, 2, 4
+    slices. Stage 2's candidates are its grid; later, a group of the stage
+    before keeping ``k`` of ``n`` positions carries ``ceil(k * m / n)`` of
+    its ``m`` merged positions.
 
     Args:
         num_slices (int): ``D``, temporal slices of the token grid.
@@ -161,9 +146,8 @@ def swin_schedule(num_slices: int, stage_grids: Sequence[Tuple[int, int]],
 
     Returns:
         list[dict]: Per point: ``groups``, ``positions`` (grid positions per
-        group), ``carried`` (merged tokens each group of the previous stage
-        passes on; 0 at stage 2), ``candidates`` (tokens per group before the
-        drop), ``drop`` and ``kept`` (per group).
+        group), ``carried`` (0 at stage 2), ``candidates`` (per group before
+        the drop), ``drop`` and ``kept`` (per group).
     """
     groups = (num_slices, num_slices // 2, num_slices // 4)
     drops = (drop_number, drop_number // 4, drop_number // 16)
@@ -180,14 +164,8 @@ def swin_schedule(num_slices: int, stage_grids: Sequence[Tuple[int, int]],
             merged = positions // 2
             carried = ceil_div(prev['kept'] * merged, prev['positions'])
             candidates = 2 * carried
-        points.append(
-            dict(
-                groups=g,
-                positions=positions,
-                carried=carried,
-                candidates=candidates,
-                drop=d,
-                kept=candidates - d))
+        points.append(dict(groups=g, positions=positions, carried=carried,
+                           candidates=candidates, drop=d, kept=candidates - d))
     return points
 
 
@@ -243,12 +221,8 @@ def kept_cells(positions: Tensor, grid: Sequence[int]) -> Tensor:
     Args:
         positions (Tensor): (B, M) indices into the flat ``D*h*w`` grid.
         grid (Sequence[int]): ``(D, h, w)``.
-
-    Returns:
-        Tensor: True at the ``(t, h, w)`` cells of the kept tokens.
     """
     d, h, w = grid
-    cells = torch.zeros(
-        positions.shape[0], d * h * w, dtype=torch.bool,
-        device=positions.device)  # (B, D*h*w)
+    cells = torch.zeros(positions.shape[0], d * h * w, dtype=torch.bool,
+                        device=positions.device)  # (B, D*h*w)
     return cells.scatter_(1, positions, True).view(-1, d, h, w)

@@ -1,23 +1,13 @@
 """STA, Semantic-aware Temporal Accumulation: the token-selection rule.
 
-Plain PyTorch on ``(B, N, C)`` tensors, importable without mmengine. The rule
-is the one of the paper's released code (Ding et al., "Prune Spatio-temporal
-Tokens by Semantic-aware Temporal Accumulation", ICCV 2023), restated here:
-
-* The token sequence (time-major) is cut into ``G`` equal consecutive groups.
-  Every group loses exactly ``r`` tokens.
-* The first visited group drops, among its even positions, the ``r`` tokens
-  most similar (key cosine) to any odd position, in the spirit of ToMe's
-  bipartite matching (Bolya et al., ICLR 2023).
-* Every later group accumulates redundancy from the group visited before it:
-  a softmax over the new group's tokens of the key cosines, weighted by the
-  source tokens' own accumulated redundancy. The score ``acc * (1 - a)``, with
-  ``a`` the min-max normalised channel-sum of ``|x|``, drops the tokens that
-  are both redundant and semantically weak.
-
-The baselines (random, semantic only, ToMe) are in
-:mod:`sta_mmaction.core.baselines`; the prune points and group counts in
-:mod:`sta_mmaction.core.schedule`.
+As in the paper's released code (Ding et al., "Prune Spatio-temporal Tokens
+by Semantic-aware Temporal Accumulation", ICCV 2023): the time-major tokens
+are cut into ``G`` equal groups, each losing ``r``. The first visited group
+drops the ``r`` even positions most similar (key cosine) to an odd one,
+after ToMe's bipartite matching (Bolya et al., ICLR 2023). Every later group
+accumulates redundancy from the group visited before it (a softmax of the
+key cosines, weighted by the source tokens' redundancy) and drops the ``r``
+highest ``acc * (1 - a)``, ``a`` the min-max normalised channel-sum of |x|.
 """
 from typing import List, Tuple
 
@@ -29,9 +19,8 @@ from torch import Tensor
 def semantic_activation(x: Tensor, num_groups: int) -> Tensor:
     """(B, N, C) -> (B, G, n): channel-sum of ``|x|``, min-max per group.
 
-    A group whose tokens all have the same activation (a constant clip, for
-    example) has no semantic contrast; it gets ``0`` everywhere instead of the
-    ``0 / 0`` of a plain min-max.
+    A group of equal activations (a constant clip) gets ``0`` everywhere
+    instead of the ``0 / 0`` of a plain min-max.
     """
     b, n_tok, _ = x.shape
     a = x.abs().sum(-1, dtype=torch.float32)  # (B, N)
@@ -45,12 +34,8 @@ def semantic_activation(x: Tensor, num_groups: int) -> Tensor:
 def best_partner(unit: Tensor) -> Tuple[Tensor, Tensor]:
     """(..., n, c) unit keys -> each even position's best odd match.
 
-    The bipartite split shared by STA's first group and ToMe: even positions
-    (set A) against odd positions (set B).
-
-    Returns:
-        tuple[Tensor]: (..., nA) the highest cosine of every A token to any B
-        token, and (..., nA) the index of that B token among the odd ones.
+    Returns the (..., nA) highest cosine to any odd token and the (..., nA)
+    index of that token among the odd ones.
     """
     a_keys, b_keys = unit[..., 0::2, :], unit[..., 1::2, :]
     return (a_keys @ b_keys.transpose(-1, -2)).max(dim=-1)  # (..., nA)
@@ -59,10 +44,9 @@ def best_partner(unit: Tensor) -> Tuple[Tensor, Tensor]:
 def parity_drop(keys: Tensor, r: int) -> Tensor:
     """(B, n, c) unit keys -> kept local indices (B, n - r).
 
-    Even positions (set A) are scored by their highest cosine to any odd
-    position (set B); the ``r`` A tokens with the highest scores are dropped.
-    Kept order: every B token in its order, then the remaining A tokens by
-    ascending score. Ties are broken by position (stable sort).
+    Drops the ``r`` even positions of highest :func:`best_partner` cosine.
+    Kept order: every odd token in order, then the remaining even tokens by
+    ascending score, ties by position (stable sort).
     """
     b, n, _ = keys.shape
     best, _ = best_partner(keys)  # (B, nA)
@@ -73,15 +57,12 @@ def parity_drop(keys: Tensor, r: int) -> Tensor:
 
 
 def accumulate(src_keys: Tensor, src_weight: Tensor, keys: Tensor) -> Tensor:
-    """Accumulated redundancy of a group's tokens with respect to a source.
+    """(B, n) redundancy ``w @ softmax(cos(src, group), over the group)``.
 
     Args:
         src_keys (Tensor): (B, m, c) unit keys of the source tokens.
         src_weight (Tensor): (B, m) weight of each source token.
         keys (Tensor): (B, n, c) unit keys of the group.
-
-    Returns:
-        Tensor: (B, n), ``w @ softmax(cos(src, group), over the group)``.
     """
     prob = (src_keys @ keys.transpose(1, 2)).softmax(dim=-1)  # (B, m, n)
     return (src_weight.unsqueeze(1) @ prob).squeeze(1)  # (B, n)
@@ -99,32 +80,25 @@ def check_groups(n_tok: int, num_groups: int, r: int) -> int:
     return n
 
 
-def sta_select(x: Tensor,
-               keys: Tensor,
-               num_groups: int,
-               r: int,
-               reverse: bool = False,
-               *,
-               semantic: bool = True) -> Tensor:
+def sta_select(x: Tensor, keys: Tensor, num_groups: int, r: int,
+               reverse: bool = False, *, semantic: bool = True) -> Tensor:
     """(B, N, C), (B, N, c) -> (B, N - G * r) indices of the kept tokens.
 
     Args:
         x (Tensor): (B, N, C) block output tokens, time-major.
-        keys (Tensor): (B, N, c) the block's attention keys, averaged over
-            heads. They are L2-normalised here.
+        keys (Tensor): (B, N, c) the block's head-averaged attention keys;
+            they are L2-normalised here.
         num_groups (int): G, the number of equal consecutive groups.
         r (int): Tokens dropped per group.
         reverse (bool): Visit the groups in reverse time order (see
-            :func:`sta_mmaction.core.schedule.visits_in_reverse`).
+            :func:`~sta_mmaction.core.schedule.visits_in_reverse`).
             Defaults to False.
-        semantic (bool): Weigh the accumulated redundancy by ``1 - a``.
-            False is the ``'temporal'`` ablation (``a = 0``): the parity
-            drop, then accumulated redundancy alone. Defaults to True.
+        semantic (bool): Weigh the redundancy by ``1 - a``; False is the
+            ``'temporal'`` ablation (``a = 0``). Defaults to True.
 
     Returns:
-        Tensor: (B, N - G * r) int64 indices into ``N``. Groups appear in time
-        order; inside a group the order is the rule's (see the module doc),
-        which the next prune point depends on.
+        Tensor: (B, N - G * r) int64 indices into ``N``, groups in time
+        order, each in the rule's order (which the next prune point uses).
     """
     b, n_tok, _ = x.shape
     n = check_groups(n_tok, num_groups, r)
@@ -166,8 +140,8 @@ def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
 
 
 def scatter_tokens(x: Tensor, idx: Tensor, src: Tensor) -> Tensor:
-    """(B, N, C), (B, M), (B, M, C) -> ``x`` with ``src`` written at ``idx``.
+    """(B, N, C), (B, M), (B, M, C) -> ``x`` with ``src`` put at ``idx``.
 
-    In place, like ``Tensor.scatter_``; returns ``x``.
+    In place, like ``Tensor.scatter_``.
     """
     return x.scatter_(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]), src)

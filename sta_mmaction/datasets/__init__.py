@@ -1,4 +1,4 @@
-"""Checked annotation lists, named or counted decode failures, VideoMAE views."""
+"""Checked annotation lists, named/counted decode failures, VideoMAE views."""
 from .annotations import AnnotationError, load_video_list
 from .safe_decode import CorruptVideoError, SafeVideoDataset
 from .sampling import (VideoMAEKineticsSample, VideoMAEResize,

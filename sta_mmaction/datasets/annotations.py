@@ -1,18 +1,11 @@
 """Read a ``VideoDataset`` annotation list, refusing every line it cannot use.
 
-MMAction2's ``VideoDataset.load_data_list`` turns a line without a label
-into label ``-1`` (which ``AccMetric`` then scores as a class of its own),
-accepts any integer as a label, whatever the head's class count, and
-splits on every delimiter, so a file name with a space in it makes the line
-unreadable. :func:`load_video_list` reads the same format and stops at the
-first line it cannot use, naming the list file, the line number and the
-line.
-
-Single-label lists (``<file> <label>``) take the label off the right end of
-the line, so the file name may contain spaces. Multi-label lists
-(``multi_class=True``: ``<file> <label> <label> ...``) keep MMAction2's
-reading: the first field is the file and every other field a label, so
-their file names cannot contain the delimiter.
+MMAction2's ``VideoDataset.load_data_list`` reads a line without a label as
+label ``-1`` (a class of its own to ``AccMetric``), accepts any integer label
+and splits on every delimiter, so a file name with a space breaks its line.
+:func:`load_video_list` stops at the first unusable line, naming the file,
+the line number and the line. Single labels are taken off the right end, so
+file names may hold spaces; ``multi_class`` lines are read as by MMAction2.
 """
 import logging
 import os.path as osp
@@ -39,23 +32,21 @@ def load_video_list(ann_file: str,
     Args:
         ann_file (str): The annotation list.
         video_prefix (str, optional): Folder joined before each file name.
-            Defaults to None (names are used as they are).
-        multi_class (bool): Lines hold one or more labels each, read as in
-            MMAction2 (see the module docstring). Defaults to False.
+            Defaults to None.
+        multi_class (bool): Lines hold one or more labels each.
+            Defaults to False.
         num_classes (int, optional): Labels must lie in
-            ``[0, num_classes)``. Required when ``multi_class`` is True.
-            Defaults to None, which checks only that labels are not
-            negative (and says so in a warning).
-        delimiter (str): Field separator. Defaults to ``' '``, which
-            splits at any run of whitespace, as ``str.split()`` does.
+            ``[0, num_classes)``; required for ``multi_class``. Defaults to
+            None: labels are only checked to be >= 0, with a warning.
+        delimiter (str): Field separator. Defaults to ``' '``: any run of
+            whitespace, as ``str.split()``.
 
     Returns:
-        list[dict]: ``dict(filename=..., label=...)`` per non-blank line,
-        with an int label, or a list of ints for ``multi_class``.
+        list[dict]: ``dict(filename=..., label=...)`` per non-blank line
+        (a list of int labels for ``multi_class``).
 
     Raises:
-        AnnotationError: A line has no file, no label, a label that is not
-            an integer or one out of range, or the list has no line at all.
+        AnnotationError: A line is unusable, or the list has none.
         ValueError: ``num_classes`` or ``delimiter`` is not usable.
     """
     if num_classes is not None and (isinstance(num_classes, bool)
@@ -75,8 +66,7 @@ def load_video_list(ann_file: str,
             f'{ann_file}: no num_classes given, so labels are only checked '
             'to be integers >= 0, not to be below the head\'s class count; '
             'sta_mmaction.datasets.wire_test_data sets it from '
-            'model.cls_head.num_classes.',
-            logger='current',
+            'model.cls_head.num_classes.', logger='current',
             level=logging.WARNING)
     if '://' not in str(ann_file) and not osp.isfile(ann_file):
         raise AnnotationError(
@@ -86,10 +76,8 @@ def load_video_list(ann_file: str,
             'test_dataloader.dataset.ann_file=/data/k400/val_list.txt '
             'test_dataloader.dataset.data_prefix.video=/data/k400/val')
     sep = None if delimiter == ' ' else delimiter
-    allowed = (f'in [0, {num_classes})'
-               if num_classes is not None else '>= 0')
-    form = ('<file> <label> [<label> ...]'
-            if multi_class else '<file> <label>')
+    allowed = f'in [0, {num_classes})' if num_classes is not None else '>= 0'
+    form = '<file> <label> [<label> ...]' if multi_class else '<file> <label>'
     data_list = []
     for lineno, line in enumerate(list_from_file(ann_file), start=1):
         text = line.strip()

@@ -1,43 +1,19 @@
 """A ``VideoDataset`` that checks its list and names or skips bad videos.
 
-The annotation list is read by
-:func:`~sta_mmaction.datasets.annotations.load_video_list` when the dataset
-is built, before any video is decoded: a line without a label, with a label
-that is not an integer or one outside ``[0, num_classes)``, or a list with
-no line at all, stops the run with an
-:class:`~sta_mmaction.datasets.annotations.AnnotationError` naming the list
-file, the line number and the line. ``num_classes`` keeps MMAction2's
-meaning (the class count; the length of the one-hot label for
-``multi_class``) and is also the range of single labels;
-:func:`~sta_mmaction.datasets.wire_test_data` sets it from
-``model.cls_head.num_classes``.
+The list is checked by :func:`~.annotations.load_video_list`, and each data
+sample's metainfo gets ``filename`` and ``sample_idx``. A decord error says
+``Error reading 1235 bytes...``, not which file (``DecordInit`` reads from a
+buffer). Here a failing video reader (Decord, PyAV, PIMS or OpenCV ``Init``
+or ``Decode``) raises a :class:`CorruptVideoError` naming the file, sample
+index and transform. With ``skip_corrupt=True`` the sample is made of
+black frames instead (so batches and the sampler's padding are unaffected),
+marked ``skipped_video`` and ``decode_error`` for
+:class:`~sta_mmaction.evaluation.SkippedVideosMetric` to leave out and count.
 
-Every sample's data sample carries ``filename`` and ``sample_idx`` in its
-metainfo, so a prediction can always be traced to its line of the list.
-
-MMAction2's ``DecordInit`` opens the video from an in-memory buffer, so when
-decord cannot read it the error says ``Error reading 1235 bytes...`` and not
-which file of the 20 000 in the set was at fault. :class:`SafeVideoDataset`
-runs the same pipeline transform by transform and, when one of the
-video-reading transforms (``DecordInit``, ``DecordDecode`` and their PyAV,
-PIMS and OpenCV siblings) raises, stops with a :class:`CorruptVideoError`
-that names the file, the sample index and the transform.
-
-With ``skip_corrupt=True`` the failure is recorded instead: the sample is
-still produced, from black frames, so that the DataLoader, the distributed
-sampler's padding and the batch shapes are unaffected, and its data sample is
-marked with ``skipped_video`` (the file) and ``decode_error`` (why). The
-:class:`~sta_mmaction.evaluation.SkippedVideosMetric` evaluator wrapper then
-leaves the marked samples out of every metric and reports
-``num_evaluated``, ``num_skipped`` and the skipped files. Skipping without
-that wrapper would score the black placeholders, so ``tools/test.py
---skip-corrupt-videos`` always sets up both.
-
-Why not check the videos up front? Opening a file is not decoding it: a
-video whose header is intact but whose frames are damaged passes an
-open-only check and still fails mid-run, and decoding everything twice would
-double the data cost of a run. Catching the failure where it happens covers
-both, costs nothing for good videos and needs no coordination between ranks.
+Why not check the videos up front? A video with an intact header but damaged
+frames passes an open-only check, and decoding everything twice doubles the
+data cost; catching the failure where it happens costs nothing for good
+videos and needs no coordination between ranks.
 """
 import logging
 from typing import Any, List, Optional, Sequence, Tuple
@@ -73,32 +49,19 @@ class CorruptVideoError(RuntimeError):
 class SafeVideoDataset(VideoDataset):
     """``VideoDataset`` that names undecodable videos, or opts to skip them.
 
-    Takes every argument of MMAction2's ``VideoDataset``. By default it
-    behaves like it, except that the annotation list is checked line by
-    line when the dataset is built (see the module docstring), every data
-    sample's metainfo gains ``filename`` and ``sample_idx``, and a video
-    that cannot be opened or decoded stops the run with a
-    :class:`CorruptVideoError` naming the file.
-
-    ``num_classes`` (of ``VideoDataset``) is the head's class count: labels
-    must lie in ``[0, num_classes)``. Left at None, labels are only checked
-    to be non-negative integers, with a warning.
+    ``num_classes`` is the head's class count: labels must lie in
+    ``[0, num_classes)`` (left at None, they only must be >= 0).
 
     Args:
-        skip_corrupt (bool): Record such videos and go on instead of
-            stopping. Their samples are made of black frames and marked
-            ``skipped_video`` in their data sample's metainfo; only
-            :class:`~sta_mmaction.evaluation.SkippedVideosMetric` knows to leave
-            them out, so use the two together. Defaults to False.
-        placeholder_shape (tuple[int]): ``(H, W)`` of the black frames that
-            stand in for a skipped video; the rest of the pipeline (resize,
-            crop) brings them to the input size. Defaults to (256, 256).
+        skip_corrupt (bool): Go on past undecodable videos, as black samples
+            marked ``skipped_video`` for ``SkippedVideosMetric`` to leave
+            out. Defaults to False.
+        placeholder_shape (tuple[int]): ``(H, W)`` of the black frames,
+            before resize and crop. Defaults to (256, 256).
         *args, **kwargs: Arguments of ``VideoDataset``.
     """
 
-    def __init__(self,
-                 *args,
-                 skip_corrupt: bool = False,
+    def __init__(self, *args, skip_corrupt: bool = False,
                  placeholder_shape: Sequence[int] = (256, 256),
                  **kwargs) -> None:
         if not isinstance(skip_corrupt, bool):
@@ -118,30 +81,17 @@ class SafeVideoDataset(VideoDataset):
                 'SafeVideoDataset: skip_corrupt=True, undecodable videos '
                 'become black placeholders marked `skipped_video`; the '
                 'evaluator must be wrapped in SkippedVideosMetric to leave '
-                'them out of the metrics.',
-                logger='current')
+                'them out of the metrics.', logger='current')
 
     def load_data_list(self) -> List[dict]:
-        """The annotation list, every line checked.
-
-        Raises:
-            AnnotationError: A line is not ``<file> <label>`` with a label
-                in range, or the list is empty.
-        """
+        """The annotation list, every line checked (``AnnotationError``)."""
         return load_video_list(
-            self.ann_file,
-            video_prefix=self.data_prefix['video'],
-            multi_class=self.multi_class,
-            num_classes=self.num_classes,
+            self.ann_file, video_prefix=self.data_prefix['video'],
+            multi_class=self.multi_class, num_classes=self.num_classes,
             delimiter=self.delimiter)
 
     def full_init(self) -> None:
-        """Load the list; refuse ``indices`` that select no sample.
-
-        Raises:
-            AnnotationError: ``indices`` is 0 or empty, so a test would
-                evaluate nothing.
-        """
+        """Load the list; ``AnnotationError`` if ``indices`` selects none."""
         indices = self._indices
         if not self._fully_initialized and indices is not None and (
                 indices == 0 if isinstance(indices, int) else not indices):
@@ -152,13 +102,7 @@ class SafeVideoDataset(VideoDataset):
         super().full_init()
 
     def prepare_data(self, idx: int) -> Any:
-        """``self.pipeline(data_info)``, one transform at a time.
-
-        Raises:
-            CorruptVideoError: A video-reading transform failed and
-                ``skip_corrupt`` is False, or the pipeline's output has no
-                data sample to carry a skipped video's mark.
-        """
+        """``self.pipeline(data_info)``, one transform at a time."""
         results = self.get_data_info(idx)
         filename = results['filename']
         identity = dict(filename=filename, sample_idx=results['sample_idx'])
@@ -181,10 +125,8 @@ class SafeVideoDataset(VideoDataset):
                         f'Cannot read video {filename} (sample {idx} of '
                         f'{self.ann_file}): {error}. Fix or remove the file; '
                         f'{SKIP_HINT}.') from err
-                print_log(
-                    f'Skipping video {filename} (sample {idx}): {error}',
-                    logger='current',
-                    level=logging.WARNING)
+                print_log(f'Skipping video {filename} (sample {idx}): '
+                          f'{error}', logger='current', level=logging.WARNING)
                 results = self._placeholder(results, transform)
             if results is None:
                 return None

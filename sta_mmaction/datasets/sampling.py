@@ -1,37 +1,23 @@
 """VideoMAE's test views (SSV2 and Kinetics-400) as MMAction2 transforms.
 
-The paper's ViT numbers were measured with VideoMAE's own test loaders
-(``ssv2.py`` and ``kinetics.py`` of MCG-NJU/VideoMAE), whose frames, resize
-and crops differ from MMAction2's ``UniformSample`` / ``SampleFrames``,
-``Resize`` and ``ThreeCrop``. These transforms restate VideoMAE's rules so
-that the rest of an MMAction2 test pipeline (``DecordInit``,
-``DecordDecode``, ``FormatShape``, ``PackActionInputs``) runs unchanged:
+The paper's ViT numbers come from VideoMAE's own test loaders (``ssv2.py``,
+``kinetics.py`` of MCG-NJU/VideoMAE), whose frames, resize and crops differ
+from MMAction2's. These transforms restate VideoMAE's rules:
 
-- :class:`VideoMAESSV2Sample`: ``clip_len`` segments of ``tick =
-  total_frames / clip_len`` frames; view 0 takes ``floor(tick * x)`` and
-  view 1 ``floor(tick * x + tick / 2)``, ``x = 0 .. clip_len - 1``.
-  (VideoMAE sorts the two sets together and takes every other frame, which
-  gives the same two sets because each segment's start lies between them.)
-- :class:`VideoMAEKineticsSample`: every ``frame_interval``-th frame from
-  frame 0 (``M = ceil(total_frames / frame_interval)`` of them), padded with
-  the last one up to ``clip_len``; view ``k`` is ``clip_len`` consecutive
-  entries from position ``int(k * max(M - clip_len, 0) / (num_clips - 1))``.
-  MMAction2's ``SampleFrames`` places its clips elsewhere (centred in
-  ``num_clips`` equal stretches, frames not on the ``frame_interval`` grid
-  from 0) and loops a short video instead of repeating its last frame.
-- :class:`VideoMAEResize`: short side to ``short_side``, long side
-  ``int(short_side * long / short)`` (truncated; MMAction2's ``Resize``
-  rounds), bilinear, frames already at ``short_side`` untouched.
-- :class:`VideoMAEThreeCrop`: three ``crop_size`` squares along the long
-  side starting at ``int(k * (long - crop_size) / 2)``, ``k = 0, 1, 2``, in
-  that order (MMAction2's ``ThreeCrop`` puts its last crop at ``2 * ((long -
-  crop_size) // 2)``, a pixel short of the edge when the difference is odd).
+- :class:`VideoMAESSV2Sample`: ``tick = total_frames / clip_len``; view 0
+  takes ``floor(tick * x)``, view 1 ``floor(tick * x + tick / 2)``.
+- :class:`VideoMAEKineticsSample`: every ``frame_interval``-th frame from 0
+  (``M`` of them), padded with the last up to ``clip_len``; view ``k`` takes
+  ``clip_len`` from ``int(k * max(M - clip_len, 0) / (num_clips - 1))``.
+  (``SampleFrames`` centres its clips off that grid and loops short videos.)
+- :class:`VideoMAEResize`: long side ``int(short_side * long / short)``
+  (truncated; ``Resize`` rounds).
+- :class:`VideoMAEThreeCrop`: three squares along the long side from
+  ``int(k * (long - crop_size) / 2)``, ``k = 0, 1, 2`` (``ThreeCrop`` ends a
+  pixel short of the edge when the difference is odd).
 
-VideoMAE defines one-view sampling in neither file (its Kinetics formula
-divides by ``num_clips - 1``). With ``num_clips=1``, as the quick and
-visualisation paths set it, :class:`VideoMAESSV2Sample` gives view 0 and
-:class:`VideoMAEKineticsSample` the clip midway between the first and the
-last of its views.
+With ``num_clips=1``, which VideoMAE does not define, SSV2 gives view 0 and
+Kinetics the clip midway between its first and last views.
 """
 import copy
 from typing import Dict, List, Optional, Tuple
@@ -41,10 +27,7 @@ import numpy as np
 from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
-
-#: Test-pipeline steps that sample the clips of a video (``num_clips``,
-#: ``clip_len``), MMAction2's and ours; the quick protocol and the view-shape
-#: reader look for these.
+#: Test-pipeline steps that sample clips (``num_clips``, ``clip_len``).
 SAMPLER_TYPES = ('SampleFrames', 'UniformSample', 'UniformSampleFrames',
                  'VideoMAESSV2Sample', 'VideoMAEKineticsSample')
 #: Steps that cut several spatial crops (``crop_size``) from each clip.
@@ -75,20 +58,14 @@ def _num_frames(owner: str, results: Dict) -> int:
     return int(total)
 
 
-def videomae_ssv2_indices(total_frames: int,
-                          clip_len: int = 16,
+def videomae_ssv2_indices(total_frames: int, clip_len: int = 16,
                           num_clips: int = 2) -> np.ndarray:
-    """Frame indices of VideoMAE's SSV2 test views.
+    """``(num_clips, clip_len)`` int64 frames of VideoMAE's SSV2 test views.
 
     Args:
         total_frames (int): Frames in the video, at least 1.
-        clip_len (int): Frames per view (VideoMAE's ``num_segment``).
-            Defaults to 16.
-        num_clips (int): 2 for VideoMAE's two temporal views, 1 for the
-            first of them. Defaults to 2.
-
-    Returns:
-        np.ndarray: ``(num_clips, clip_len)`` int64 indices from 0.
+        clip_len (int): Frames per view (``num_segment``). Defaults to 16.
+        num_clips (int): 2 views, or 1 for the first. Defaults to 2.
     """
     tick = total_frames / float(clip_len)
     # tick * x first, then the half tick added: the order of VideoMAE's
@@ -98,22 +75,17 @@ def videomae_ssv2_indices(total_frames: int,
     return positions.astype(np.int64)
 
 
-def videomae_kinetics_indices(total_frames: int,
-                              clip_len: int = 16,
+def videomae_kinetics_indices(total_frames: int, clip_len: int = 16,
                               frame_interval: int = 4,
                               num_clips: int = 5) -> np.ndarray:
-    """Frame indices of VideoMAE's Kinetics test views.
+    """``(num_clips, clip_len)`` int64 frames of VideoMAE's Kinetics views.
 
     Args:
         total_frames (int): Frames in the video, at least 1.
         clip_len (int): Frames per view. Defaults to 16.
-        frame_interval (int): VideoMAE's ``frame_sample_rate``. Defaults
-            to 4.
-        num_clips (int): VideoMAE's ``test_num_segment``; 1 gives the clip
-            midway between its first and last views. Defaults to 5.
-
-    Returns:
-        np.ndarray: ``(num_clips, clip_len)`` int64 indices from 0.
+        frame_interval (int): ``frame_sample_rate``. Defaults to 4.
+        num_clips (int): ``test_num_segment``; 1 gives the clip midway
+            between the first and last views. Defaults to 5.
     """
     grid_len = -(-total_frames // frame_interval)  # frames on the grid
     padded_len = max(grid_len, clip_len)
@@ -129,15 +101,12 @@ def videomae_kinetics_indices(total_frames: int,
 
 def videomae_resized_shape(height: int, width: int,
                            short_side: int) -> Tuple[int, int]:
-    """(height, width) after VideoMAE's test resize.
+    """(height, width) after VideoMAE's resize of the short side.
 
     Args:
         height (int): Frame height.
         width (int): Frame width.
         short_side (int): Target of the short side.
-
-    Returns:
-        tuple[int, int]: The new (height, width).
     """
     if min(height, width) == short_side:
         return height, width
@@ -148,16 +117,14 @@ def videomae_resized_shape(height: int, width: int,
 
 def videomae_three_crop_boxes(height: int, width: int,
                               crop_size: int) -> np.ndarray:
-    """VideoMAE's three test crops of a frame whose short side is the crop.
+    """``(3, 4)`` ``[x1, y1, x2, y2]`` boxes of VideoMAE's three crops.
+
+    Left (top), centre, right (bottom); a square frame is cut vertically.
 
     Args:
         height (int): Frame height.
         width (int): Frame width.
         crop_size (int): The crop's side, equal to ``min(height, width)``.
-
-    Returns:
-        np.ndarray: ``(3, 4)`` boxes ``[x1, y1, x2, y2]``: left (top),
-        centre, right (bottom); a square frame is cut along its height.
     """
     starts = (np.arange(3) * ((max(height, width) - crop_size) / 2.0)).astype(
         np.int64)  # (3,)
@@ -183,21 +150,16 @@ def _write_views(results: Dict, inds: np.ndarray, clip_len: int,
 class VideoMAESSV2Sample(BaseTransform):
     """VideoMAE's Something-Something V2 test frames (``ssv2.py``).
 
-    Required keys: ``total_frames``, ``start_index``. Added keys:
-    ``frame_inds``, ``clip_len``, ``frame_interval`` (None), ``num_clips``,
-    as MMAction2's ``UniformSample`` writes them.
+    Reads ``total_frames``, ``start_index``; adds the keys of MMAction2's
+    ``UniformSample`` (``frame_interval`` None).
 
     Args:
         clip_len (int): Frames per view. Defaults to 16.
-        num_clips (int): 2 for VideoMAE's two temporal views, 1 for the first
-            of them. Defaults to 2.
-        test_mode (bool): Must be True: only the test views exist. Defaults
-            to True.
+        num_clips (int): 2 views, or 1 for the first. Defaults to 2.
+        test_mode (bool): Must be True (test views only). Defaults to True.
     """
 
-    def __init__(self,
-                 clip_len: int = 16,
-                 num_clips: int = 2,
+    def __init__(self, clip_len: int = 16, num_clips: int = 2,
                  test_mode: bool = True) -> None:
         name = type(self).__name__
         _check_positive(name, 'clip_len', clip_len)
@@ -216,9 +178,6 @@ class VideoMAESSV2Sample(BaseTransform):
 
         Args:
             results (dict): The pipeline's dict.
-
-        Returns:
-            dict: ``results`` with the sampling keys.
         """
         total = _num_frames(type(self).__name__, results)
         inds = videomae_ssv2_indices(total, self.clip_len, self.num_clips)
@@ -234,24 +193,18 @@ class VideoMAESSV2Sample(BaseTransform):
 class VideoMAEKineticsSample(BaseTransform):
     """VideoMAE's Kinetics test frames (``kinetics.py``).
 
-    Required keys: ``total_frames``, ``start_index``. Added keys:
-    ``frame_inds``, ``clip_len``, ``frame_interval``, ``num_clips``, as
-    MMAction2's ``SampleFrames`` writes them.
+    Reads ``total_frames``, ``start_index``; adds ``SampleFrames``' keys.
 
     Args:
         clip_len (int): Frames per view. Defaults to 16.
         frame_interval (int): Step between sampled frames. Defaults to 4.
-        num_clips (int): Temporal views; 1 gives the clip midway between
-            the first and the last views. Defaults to 5.
-        test_mode (bool): Must be True: only the test views exist. Defaults
-            to True.
+        num_clips (int): Temporal views; 1 gives the midway clip. Defaults
+            to 5.
+        test_mode (bool): Must be True (test views only). Defaults to True.
     """
 
-    def __init__(self,
-                 clip_len: int = 16,
-                 frame_interval: int = 4,
-                 num_clips: int = 5,
-                 test_mode: bool = True) -> None:
+    def __init__(self, clip_len: int = 16, frame_interval: int = 4,
+                 num_clips: int = 5, test_mode: bool = True) -> None:
         name = type(self).__name__
         _check_positive(name, 'clip_len', clip_len)
         _check_positive(name, 'frame_interval', frame_interval)
@@ -267,9 +220,6 @@ class VideoMAEKineticsSample(BaseTransform):
 
         Args:
             results (dict): The pipeline's dict.
-
-        Returns:
-            dict: ``results`` with the sampling keys.
         """
         total = _num_frames(type(self).__name__, results)
         inds = videomae_kinetics_indices(total, self.clip_len,
@@ -287,8 +237,7 @@ class VideoMAEKineticsSample(BaseTransform):
 class VideoMAEResize(BaseTransform):
     """VideoMAE's test resize: short side to ``short_side``, long truncated.
 
-    Required keys: ``imgs``, ``img_shape``. Modified keys: ``imgs``,
-    ``img_shape``, ``scale_factor``.
+    Reads ``imgs``, ``img_shape``; also updates ``scale_factor``.
 
     Args:
         short_side (int): Target of the short side. Defaults to 224.
@@ -303,9 +252,6 @@ class VideoMAEResize(BaseTransform):
 
         Args:
             results (dict): The pipeline's dict.
-
-        Returns:
-            dict: ``results`` with the resized frames.
         """
         img_h, img_w = results['img_shape']
         new_h, new_w = videomae_resized_shape(img_h, img_w, self.short_side)
@@ -328,15 +274,12 @@ class VideoMAEResize(BaseTransform):
 class VideoMAEThreeCrop(BaseTransform):
     """VideoMAE's three test crops along the long side.
 
-    Required keys: ``imgs``. Modified keys: ``imgs``, ``crop_bbox``,
-    ``img_shape``. The output is laid out as MMAction2's ``ThreeCrop``
-    writes it (all frames of crop 0, then crop 1, then crop 2), so
-    ``FormatShape`` makes ``3 * num_clips`` views.
+    Sets ``imgs`` (all frames of crop 0, then 1, then 2, as ``ThreeCrop``:
+    ``3 * num_clips`` views), ``crop_bbox`` and ``img_shape``.
 
     Args:
-        crop_size (int): Side of the square crops; the frames' short side
-            must already be this (``VideoMAEResize(short_side=crop_size)``).
-            Defaults to 224.
+        crop_size (int): Side of the square crops, already the frames'
+            short side (``VideoMAEResize``). Defaults to 224.
     """
 
     def __init__(self, crop_size: int = 224) -> None:
@@ -344,13 +287,10 @@ class VideoMAEThreeCrop(BaseTransform):
         self.crop_size = crop_size
 
     def transform(self, results: Dict) -> Dict:
-        """Cut the three crops.
+        """Cut the three crops: ``3 x`` as many frames.
 
         Args:
             results (dict): The pipeline's dict.
-
-        Returns:
-            dict: ``results`` with ``3 x`` as many frames.
         """
         imgs: List[np.ndarray] = results['imgs']
         img_h, img_w = imgs[0].shape[:2]
@@ -374,14 +314,11 @@ class VideoMAEThreeCrop(BaseTransform):
 
 
 def single_view_pipeline(cfg) -> List[dict]:
-    """The config's test pipeline, reduced to 1 clip x 1 center crop.
+    """The config's test pipeline as transform configs, 1 clip x 1 crop.
 
     Args:
         cfg (Config): A test config with ``test_dataloader`` (or
             ``test_pipeline``).
-
-    Returns:
-        list[dict]: Transform configs.
     """
     loader = cfg.get('test_dataloader')
     if loader is not None:

@@ -11,22 +11,13 @@ VIDEO_TYPES = ('VideoDataset', 'SafeVideoDataset')
 
 
 def set_num_classes_from_head(cfg: Any) -> int:
-    """Give the test dataset the class count of the model's head.
+    """Set ``test_dataloader.dataset.num_classes`` from the head's; return it.
 
-    ``test_dataloader.dataset.num_classes`` becomes
-    ``model.cls_head.num_classes``, so that
-    :class:`~sta_mmaction.datasets.SafeVideoDataset` refuses labels the head
-    cannot predict.
+    ``ValueError`` if the head has no positive int ``num_classes`` or the
+    dataset sets another.
 
     Args:
         cfg (Config): The test config; changed in place.
-
-    Returns:
-        int: The class count.
-
-    Raises:
-        ValueError: The head has no positive int ``num_classes``, or the
-            dataset already sets a different one.
     """
     head = cfg.model.get('cls_head') or {}
     num = head.get('num_classes')
@@ -46,45 +37,24 @@ def set_num_classes_from_head(cfg: Any) -> int:
     return num
 
 
-def wire_test_data(cfg: Any,
-                   skip_corrupt: bool = False,
+def wire_test_data(cfg: Any, skip_corrupt: bool = False,
                    dump_file: Optional[str] = None) -> Any:
     """Checked list, named decode failures, counted skips, identified dump.
 
-    On ``cfg.test_dataloader.dataset`` and ``cfg.test_evaluator``:
-
-    * a ``VideoDataset`` becomes a
-      :class:`~sta_mmaction.datasets.SafeVideoDataset`, whose
-      ``num_classes`` is set from the head
-      (:func:`set_num_classes_from_head`): its list is checked when it is
-      built and a decode failure names the file;
-    * every ``DumpResults`` of the evaluator becomes an
-      :class:`~sta_mmaction.evaluation.IdentifiedDumpResults`, and
-      ``dump_file`` adds one;
-    * with ``skip_corrupt`` (or a dataset that already sets
-      ``skip_corrupt=True``, or an evaluator that is already a
-      ``SkippedVideosMetric``), unreadable videos are skipped and the
-      evaluator is wrapped in
-      :class:`~sta_mmaction.evaluation.SkippedVideosMetric`, which writes
-      ``<work_dir>/skipped_videos.txt`` unless it names its own file.
-
-    Call it after ``--cfg-options`` and the work dir are applied. Calling
-    it again on its own output changes nothing.
+    A ``VideoDataset`` becomes a ``SafeVideoDataset`` with the head's
+    ``num_classes`` (:func:`set_num_classes_from_head`), every
+    ``DumpResults`` an ``IdentifiedDumpResults`` (``dump_file`` adds one),
+    and with ``skip_corrupt`` (or a dataset or evaluator already set up so)
+    the evaluator is wrapped in a ``SkippedVideosMetric`` that writes
+    ``<work_dir>/skipped_videos.txt`` unless it names its own file. Call it
+    after ``--cfg-options`` and the work dir are applied; it is idempotent.
 
     Args:
-        cfg (Config): The test config; changed in place.
+        cfg (Config): The test config; changed in place and returned.
         skip_corrupt (bool): Skip and count unreadable videos instead of
             stopping. Defaults to False.
-        dump_file (str, optional): Pickle file for the predictions (``.pkl``
-            or ``.pickle``). Defaults to None (no dump added).
-
-    Returns:
-        Config: ``cfg``.
-
-    Raises:
-        ValueError: ``dump_file`` has another extension, the dataset is not
-            a video dataset while a check needs one, or the head's class
-            count is unusable (see :func:`set_num_classes_from_head`).
+        dump_file (str, optional): ``.pkl`` or ``.pickle`` file for the
+            predictions. Defaults to None (no dump added).
     """
     if dump_file is not None and not str(dump_file).endswith(
             ('.pkl', '.pickle')):
@@ -104,9 +74,7 @@ def wire_test_data(cfg: Any,
         print_log(
             f'test_dataloader.dataset.type={kind!r} is not a VideoDataset: '
             'its annotation list is not checked and its decode errors may '
-            'not name the file.',
-            logger='current',
-            level=logging.WARNING)
+            'not name the file.', logger='current', level=logging.WARNING)
         return cfg
     dataset.type = 'SafeVideoDataset'
     set_num_classes_from_head(cfg)
@@ -135,21 +103,14 @@ def wire_test_data(cfg: Any,
 
 
 def _metric_list(evaluator: Any):
-    """The metric configs of a ``test_evaluator``, unwrapped, as a new list.
-
-    Returns:
-        tuple: ``(metrics, out_file)``; ``out_file`` is the file of a
-        ``SkippedVideosMetric`` the evaluator already was (``''`` when it
-        names none), or None when it was not one.
-
-    Raises:
-        ValueError: An entry is not a metric config.
-    """
+    """``(metrics, out_file)``: a ``test_evaluator``'s metric configs,
+    unwrapped, as a new list, and the file of the ``SkippedVideosMetric`` it
+    already was (``''`` if it names none; None if it was not one)."""
     if isinstance(evaluator, dict) and 'metrics' in evaluator and \
             evaluator.get('type', 'Evaluator') == 'Evaluator':
         evaluator = evaluator['metrics']
-    items = list(evaluator) if isinstance(evaluator,
-                                          (list, tuple)) else [evaluator]
+    items = (list(evaluator) if isinstance(evaluator, (list, tuple))
+             else [evaluator])
     metrics: List[dict] = []
     out_file = None
     for item in items:

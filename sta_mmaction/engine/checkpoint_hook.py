@@ -16,23 +16,13 @@ from .provenance import PREFIX
 class CheckpointKeysHook(Hook):
     """Stop the run when a checkpoint does not fill the model exactly.
 
-    MMAction2's ``tools/test.py`` loads with ``strict=False``, so a checkpoint
-    of the wrong model silently leaves random weights behind. This hook runs
-    on the loaded checkpoint before mmengine copies it into the model
-    (``after_load_checkpoint``), so before any video is decoded: an original
-    VideoMAE or Video Swin file is converted in place, and
-    :func:`~sta_mmaction.utils.checkpoint_io.check_state_dict` refuses
-    missing, unexpected, misshapen, non-tensor, wrongly typed and non-finite
-    weights. A top-level ``allow_partial_load = True`` in the config
-    (``tools/test.py --allow-partial-load``) lets keys be missing, for
-    feature extraction from a backbone-only file.
-
-    It records, in the message hub's runtime info, ``sta_provenance/``
-    ``checkpoint`` (the config's ``load_from``, or the checkpoint a resumed
-    run found in its work dir), ``checkpoint_file`` (the local file: for a
-    URL its cached download; None for other schemes), ``checkpoint_sha256``
-    (the first 12 hex digits of that file's SHA-256) and, with
-    ``allow_partial_load``, ``partial_load`` and ``random_init_keys``.
+    MMAction2 loads with ``strict=False``, so a checkpoint of the wrong model
+    silently leaves random weights behind. Before any video is decoded, an
+    original VideoMAE or Video Swin file is converted in place and bad
+    weights are refused (``check_state_dict``); ``allow_partial_load = True``
+    lets keys be missing. It records ``checkpoint``, ``checkpoint_file``,
+    ``checkpoint_sha256`` (12 hex digits) and any partial load under
+    ``sta_provenance/``.
     """
 
     priority = 'LOW'
@@ -50,11 +40,9 @@ class CheckpointKeysHook(Hook):
             print_log(
                 f'The checkpoint {source} is no local file or cached '
                 'download, so no file and SHA-256 are recorded for it.',
-                logger='current',
-                level=logging.WARNING)
+                logger='current', level=logging.WARNING)
         info = dict(
-            checkpoint=source,
-            checkpoint_file=local,
+            checkpoint=source, checkpoint_file=local,
             checkpoint_sha256=file_sha256(local)[:12] if local else None)
         if partial:
             info.update(partial_load=True, random_init_keys=missing)

@@ -9,7 +9,6 @@ from mmengine.logging import print_log
 from ..analysis import backbone_report
 from ..models import unwrap
 
-
 #: Hooks every STA test run carries (``tools/test.py``, the demo).
 TEST_HOOKS = ('STAReportHook', 'CheckpointKeysHook', 'ProvenanceHook')
 
@@ -26,13 +25,11 @@ def add_test_hooks(cfg) -> None:
 class STAReportHook(Hook):
     """Report the evaluated backbone's GFLOPs per view and kept tokens.
 
-    The report is computed once, with fvcore, on one view of the shape that
-    the test pipeline actually produced: the first test batch's, so a
-    pipeline whose crop differs from the backbone's ``img_size`` is reported
-    as it ran. It is logged when the first batch arrives and added to the
-    test metrics, so it lands beside the accuracy in the work dir's JSON log:
-    ``gflops_per_view``, ``params_m``, ``view_shape`` and ``tokens`` (the
-    token count before the first prune point and after each).
+    Computed once, with fvcore, on one view of the first test batch's shape
+    (so a crop other than the backbone's ``img_size`` is reported as it ran),
+    logged then, and added to the test metrics: ``gflops_per_view``,
+    ``params_m``, ``view_shape`` and ``tokens`` (before the first prune
+    point and after each).
 
     Args:
         shape (Sequence[int], optional): (1, C, T, H, W) of one view.
@@ -60,8 +57,7 @@ class STAReportHook(Hook):
             f'{type(backbone).__name__} on one {tuple(shape)} view: '
             f'{self.report["gflops"]:.2f} GFLOPs, '
             f'{self.report["params_m"]:.2f} M params, tokens per prune point '
-            f'{self.report["tokens"] or "n/a (no pruning)"}',
-            logger='current')
+            f'{self.report["tokens"] or "n/a (no pruning)"}', logger='current')
 
     def after_test_epoch(self, runner, metrics: Optional[Dict] = None) -> None:
         if self.report is None:
@@ -74,18 +70,15 @@ class STAReportHook(Hook):
         for key in ('tokens', 'view_shape'):
             runner.message_hub.update_info(f'test/{key}', self.report[key])
         if metrics is not None:
-            metrics.update(
-                extra,
-                tokens=self.report['tokens'],
-                view_shape=self.report['view_shape'])
+            metrics.update(extra, tokens=self.report['tokens'],
+                           view_shape=self.report['view_shape'])
 
 
 def batch_view_shape(data_batch: Optional[Dict]) -> Tuple[int, ...]:
     """(1, C, T, H, W) of one view of a test batch, as the pipeline made it.
 
     Args:
-        data_batch (dict): A batch from the test dataloader, whose
-            ``inputs`` hold one (V, C, T, H, W) stack of views per video.
+        data_batch (dict): A test batch; ``inputs`` hold (V, C, T, H, W).
     """
     inputs = (data_batch or {}).get('inputs')
     if inputs is None or len(inputs) == 0 or inputs[0].dim() != 5:

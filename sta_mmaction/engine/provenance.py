@@ -18,22 +18,12 @@ PREFIX = 'sta_provenance/'
 class ProvenanceHook(Hook):
     """Record what produced a test run's numbers, beside the numbers.
 
-    The record lands in the test metrics (so in the work dir's JSON log) and
-    in the run's last log line, after the accuracy:
-
-    * ``backbone``, ``drop_number``, ``strategy``, ``seed``,
-      ``fused_attention``: the backbone as it ran, read after any
-      ``STAPruningHook`` converted it;
-    * ``config``, ``checkpoint``: the files the run names; the checkpoint
-      check adds ``checkpoint_file`` (the local file read, e.g. the cached
-      download) and ``checkpoint_sha256`` (its first 12 hex digits), and, for
-      a deliberate partial load, ``partial_load`` and ``random_init_keys``;
-    * ``protocol`` (``'config'`` or ``'quick'``, from ``cfg.test_protocol``)
-      and ``views_per_video``, counted on the first test batch;
-    * ``num_evaluated`` and ``num_skipped`` videos.
-
-    Anything another hook stores in ``runner.message_hub`` runtime info
-    under ``'sta_provenance/<key>'`` joins the record as ``<key>``.
+    The record lands in the test metrics (so the JSON log) and the run's
+    last log line: the backbone as it ran (``backbone``, ``drop_number``,
+    ``strategy``, ``seed``, ``fused_attention``), ``config``,
+    ``checkpoint``, ``protocol``, ``views_per_video`` (of the first batch),
+    ``num_evaluated`` and ``num_skipped``. Anything stored in the runtime
+    info under ``'sta_provenance/<key>'`` joins the record as ``<key>``.
     """
 
     # before LoggerHook (BELOW_NORMAL), which writes the metrics JSON
@@ -70,15 +60,13 @@ class ProvenanceHook(Hook):
         if 'num_evaluated' in metrics:
             # SkippedVideosMetric's counts arrive as floats (mmengine's
             # scalar log drops numpy ints); the record keeps them ints
-            record.update(
-                num_evaluated=int(metrics['num_evaluated']),
-                num_skipped=int(metrics['num_skipped']))
+            record.update(num_evaluated=int(metrics['num_evaluated']),
+                          num_skipped=int(metrics['num_skipped']))
         else:
             # without SkippedVideosMetric every video is evaluated or the
             # run has stopped on the one that could not be read
-            record.update(
-                num_evaluated=len(runner.test_dataloader.dataset),
-                num_skipped=0)
+            record.update(num_evaluated=len(runner.test_dataloader.dataset),
+                          num_skipped=0)
         for key, value in record.items():
             hub.update_info(f'test/{key}', value)
         metrics.update(record)

@@ -5,10 +5,8 @@ One line added to a stock MMAction2 test config prunes its model::
     custom_imports = dict(imports=['sta_mmaction'], allow_failed_imports=False)
     custom_hooks = [dict(type='STAPruningHook', drop_number=64)]
 
-The hook only converts the live backbone in place
-(:func:`sta_mmaction.convert_backbone`); it reads no config. The report of
-GFLOPs and tokens is :class:`~sta_mmaction.engine.STAReportHook`'s, which
-``tools/test.py`` adds and which runs after this hook.
+The hook converts the live backbone in place
+(:func:`sta_mmaction.convert_backbone`); it reads no config.
 """
 import logging
 from typing import Optional
@@ -23,49 +21,37 @@ from ..models.strategy import check_known, check_strategy_args
 from .hooks import STAReportHook
 
 #: STA settings of any backbone beyond ``drop_number``, ``strategy``, ``seed``.
-EXTRA_SETTINGS = tuple(
-    sorted({
-        k
-        for cls in STA_VERSIONS.values() for k in cls.STA_SETTINGS
-        if k not in ('drop_number', 'strategy', 'seed')
-    }))
+EXTRA_SETTINGS = tuple(sorted({
+    k for cls in STA_VERSIONS.values() for k in cls.STA_SETTINGS
+    if k not in ('drop_number', 'strategy', 'seed')}))
 
 
 @HOOKS.register_module()
 class STAPruningHook(Hook):
     """Prune the test model's stock backbone with STA, in place.
 
-    At ``before_test`` (after the checkpoint is loaded) the model's
+    At ``before_test`` (after the checkpoint is loaded) a
     ``VisionTransformer`` or ``SwinTransformer3D`` backbone becomes an
-    ``STAViT`` or ``STASwin3D`` with the same weights and these settings
-    (see :func:`sta_mmaction.convert_backbone`); a distributed wrapper is
-    looked through. Results then equal those of the matching STA config at
-    the same ``r``. Applying the hook twice is harmless; any other backbone
-    raises a ``ValueError``. Its priority, ``ABOVE_NORMAL``, makes it convert
-    before an ``STAReportHook`` reports; a report hook that would run first
-    (and so report the unpruned model) is a ``ValueError``.
+    ``STAViT`` or ``STASwin3D`` with the same weights and these settings;
+    results then equal the matching STA config's. Applying it twice is
+    harmless; any other backbone, or an ``STAReportHook`` that would run
+    first (and report the unpruned model), is a ``ValueError``.
 
     Args:
-        drop_number (int): ``r``, as in ``STAViT`` / ``STASwin3D``. ``0``
-            converts but prunes nothing. Required; it is a keyword with a
-            None default only so that a misspelt key is named (e.g.
-            ``drop_numbr``) rather than reported missing.
-        strategy (str, optional): ``'sta'`` or a baseline, as in ``STAViT``
-            / ``STASwin3D`` (which refuses ``'tome'``). Defaults to None: the
-            backbone's own if it already is an STA one, else ``'sta'``.
+        drop_number (int): ``r``; ``0`` converts but prunes nothing.
+            Required (None only so that a misspelt key is named).
+        strategy (str, optional): ``'sta'`` or a baseline. Defaults to None:
+            the backbone's own if it already is an STA one, else ``'sta'``.
         seed (int, optional): Seed of the ``'random'`` strategy. Defaults to
             None: the backbone's own, else torch's global RNG.
-        **settings: Other STA settings, e.g. ``prop_attn`` (``STAViT``) or
-            ``fused_attention`` (both backbones);
-            unknown ones are a ``ValueError`` naming the closest known one.
+        **settings: Other STA settings, e.g. ``fused_attention``; unknown
+            ones are a ``ValueError`` naming the closest known one.
     """
 
     priority = 'ABOVE_NORMAL'
 
-    def __init__(self,
-                 drop_number: Optional[int] = None,
-                 strategy: Optional[str] = None,
-                 seed: Optional[int] = None,
+    def __init__(self, drop_number: Optional[int] = None,
+                 strategy: Optional[str] = None, seed: Optional[int] = None,
                  **settings) -> None:
         check_known('STAPruningHook', settings,
                     ('drop_number', 'strategy', 'seed') + EXTRA_SETTINGS)
@@ -96,15 +82,13 @@ class STAPruningHook(Hook):
             print_log(
                 f'STAPruningHook: the backbone was already an {old} with '
                 f'drop_number={old_r}; it now uses drop_number='
-                f'{self.drop_number}.',
-                logger='current',
+                f'{self.drop_number}.', logger='current',
                 level=logging.WARNING)
         elif old_r is None:
             print_log(
                 f'STAPruningHook: {old} -> {type(backbone).__name__} with '
                 f'drop_number={self.drop_number}, strategy='
-                f'{backbone.strategy!r}, same weights.',
-                logger='current')
+                f'{backbone.strategy!r}, same weights.', logger='current')
 
     def _check_order(self, runner) -> None:
         """A report hook that runs before this one would see stock."""

@@ -11,9 +11,8 @@ from torch.utils.data import get_worker_info
 class MainRankJsonLoggerHook(LoggerHook):
     """``LoggerHook`` whose test metrics JSON is written by rank 0 only.
 
-    mmengine 0.10.7 dumps it on every rank, to the same file: the ranks
-    overwrite one another (the other ranks' copy lacks what rank-0-only
-    hooks add) or interleave into invalid JSON.
+    mmengine 0.10.7 dumps it on every rank to the same file, where the ranks
+    overwrite one another or interleave into invalid JSON.
     """
 
     def after_test_epoch(self, runner, metrics=None) -> None:
@@ -27,10 +26,9 @@ class MainRankJsonLoggerHook(LoggerHook):
 class OnceFilter(logging.Filter):
     """Let a log message that starts with one of ``prefixes`` through once.
 
-    MMAction2's decoders build a deprecated mmengine ``FileClient`` per
-    video, and each one logs the same deprecation warning. Dataloader worker
-    processes hold a copy of the filter each, so they drop such messages
-    altogether: the main process has shown them (or will).
+    MMAction2's decoders build a deprecated ``FileClient`` per video, each
+    logging the same warning. Dataloader workers hold their own copy of the
+    filter, so they drop such messages: the main process shows them.
 
     Args:
         prefixes (tuple[str]): Starts of the messages to show only once.

@@ -1,19 +1,14 @@
 """STATestLoop: mmengine's TestLoop under bf16/fp16 autocast, or compiled.
 
-mmengine 0.10.7 offers neither as a test setting: ``TestLoop(fp16=True)``
-autocasts to the device's default dtype (fp16 on CUDA, bf16 on CPU, whatever
-the name says), and ``cfg.compile`` is applied in ``Runner.train`` only. The
-loop here names the dtype, and compiles the backbone itself::
+mmengine 0.10.7 offers neither for testing: ``TestLoop(fp16=True)``
+autocasts to the device's default dtype (bf16 on CPU, whatever the name
+says), and ``cfg.compile`` applies in ``Runner.train`` only::
 
     test_cfg = dict(type='STATestLoop', amp='bf16', compile=True)
 
-The data preprocessor needs nothing: ``ActionDataPreprocessor`` casts and
-normalises the clips in float32, and autocast casts them again at the first
-convolution. The scores leave the model in the autocast dtype, which
-MMAction2's ``AccMetric`` cannot take (it calls ``.numpy()``, and numpy has
-no bfloat16), so every floating field of the predictions is made float32
-before any metric or hook sees it. STA's own scores are float32 inside the
-rule whatever the autocast (:func:`sta_mmaction.core.sta_select`).
+The scores leave the model in the autocast dtype, which ``AccMetric`` cannot
+take (numpy has no bfloat16), so every floating field of the predictions is
+made float32 before any metric or hook sees it.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -47,14 +42,9 @@ def check_amp(amp: Optional[str], device_type: str) -> None:
 
 
 def float32_scores(samples: Sequence) -> Sequence:
-    """Make every floating, non-float32 field of the predictions float32.
+    """Make every floating field of ``test_step``'s outputs float32.
 
-    Args:
-        samples (Sequence[BaseDataElement]): ``test_step``'s outputs, changed
-            in place.
-
-    Returns:
-        Sequence[BaseDataElement]: ``samples``.
+    ``samples`` are changed in place and returned.
     """
     for sample in samples:
         for key in sample.keys():
@@ -76,21 +66,15 @@ class STATestLoop(TestLoop):
         fp16 (bool): mmengine's own switch (autocast to the device's default
             dtype). Defaults to False; it cannot be combined with ``amp``.
         amp (str, optional): ``'bf16'`` (CPU and CUDA) or ``'fp16'`` (CUDA
-            only): ``model.test_step`` runs under ``torch.autocast`` with
-            that dtype, and the predictions' scores are made float32.
-            Defaults to None, float32.
-        compile (bool or dict): ``torch.compile`` the backbone (its
-            ``nn.Module.compile``), with these options when a dict, after
-            the first batch's ``before_test_iter`` hooks, so that pruning
-            hooks have converted it and the FLOPs report traced it eagerly.
-            Defaults to False.
+            only): ``test_step`` runs under ``torch.autocast`` with that
+            dtype. Defaults to None, float32.
+        compile (bool or dict): ``torch.compile`` the backbone (with these
+            options when a dict) after the first ``before_test_iter`` hooks,
+            so pruning hooks have converted it. Defaults to False.
     """
 
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, Dict],
-                 evaluator: Union[Dict, List],
-                 fp16: bool = False,
+    def __init__(self, runner, dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Dict, List], fp16: bool = False,
                  amp: Optional[str] = None,
                  compile: Union[bool, Dict] = False) -> None:
         device_type = next(unwrap(runner.model).parameters()).device.type
@@ -119,9 +103,7 @@ class STATestLoop(TestLoop):
     def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
         """``TestLoop.run_iter`` of mmengine 0.10.7 with the changes fenced.
 
-        The backbone is compiled after the first ``before_test_iter`` hooks,
-        and ``test_step`` runs under the named autocast, inside the stock
-        ``autocast(enabled=fp16)``, so the inner one wins.
+        The named autocast is inside the stock one, so the inner one wins.
         """
         self.runner.call_hook(
             'before_test_iter', batch_idx=idx, data_batch=data_batch)
@@ -139,8 +121,5 @@ class STATestLoop(TestLoop):
         # --- end STA ---
         outputs, self.test_loss = _update_losses(outputs, self.test_loss)
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        self.runner.call_hook(
-            'after_test_iter',
-            batch_idx=idx,
-            data_batch=data_batch,
-            outputs=outputs)
+        self.runner.call_hook('after_test_iter', batch_idx=idx,
+                              data_batch=data_batch, outputs=outputs)

@@ -22,57 +22,34 @@ class NothingEvaluatedError(ValueError):
 class SkippedVideosMetric(BaseMetric):
     """Evaluate the videos that were read; count and list those that were not.
 
-    Wraps the real metrics (``AccMetric``, ``IdentifiedDumpResults``, ...).
-    Samples that :class:`~sta_mmaction.datasets.SafeVideoDataset` marked
-    ``skipped_video`` (with ``skip_corrupt=True``) are kept out of every
-    wrapped metric, so accuracy is computed over the evaluated videos only;
-    only metrics that set ``receives_skipped`` (the
-    :class:`~sta_mmaction.datasets.IdentifiedDumpResults` dump) get them too,
-    to list them with their reason. A plain ``DumpResults`` is refused: it
-    would leave the skipped videos out of the dump, and its rows, which
-    carry no file name, would no longer line up with the annotation list.
-    The result gains:
-
-    * ``num_evaluated``: videos the wrapped metrics were computed on;
-    * ``num_skipped``: videos that could not be read (both counts are
-      floats, since mmengine's JSON log drops integer scalars);
-    * ``skipped_videos``: their file names.
-
-    ``num_evaluated + num_skipped`` is the dataset size: a sample is never
-    dropped without being counted. Results are kept one entry per sample, so
-    the distributed sampler's padding is cut off exactly as for any metric.
-    When every video was skipped, evaluation fails with a
-    :class:`NothingEvaluatedError` (after writing ``out_file``), so the run
-    exits non-zero instead of reporting no accuracy at all.
+    Samples marked ``skipped_video`` reach only the wrapped metrics that set
+    ``receives_skipped`` (``IdentifiedDumpResults``; a plain ``DumpResults``,
+    whose rows name no file, is refused). The result gains ``num_evaluated``
+    and ``num_skipped`` (floats: mmengine's JSON log drops integer scalars),
+    which add up to the dataset size, and ``skipped_videos``. If every video
+    was skipped, :class:`NothingEvaluatedError` is raised (after ``out_file``
+    is written), so the run exits non-zero.
 
     Args:
         wrapped (dict | BaseMetric | list): The metric(s) to wrap, as configs
-            or built metrics. Each is fed one sample at a time, with the
-            whole batch as ``data_batch``. (Not called ``metrics``: mmengine
-            reads a ``test_evaluator`` dict with that key as an
-            ``Evaluator`` config.)
+            or built metrics. (Not ``metrics``: mmengine would read the
+            ``test_evaluator`` as an ``Evaluator`` config.)
         out_file (str, optional): Where rank 0 writes the skipped files, one
-            per line (an empty file when none was skipped). Defaults to
-            None, which writes nothing; ``tools/test.py`` sets
-            ``<work_dir>/skipped_videos.txt``.
+            per line. Defaults to None (nothing written).
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): Prefix of the three keys above; the wrapped
-            metrics keep their own prefixes. Defaults to None (no prefix).
+            metrics keep their own. Defaults to None (no prefix).
         collect_dir (str, optional): See ``BaseMetric``. Defaults to None.
     """
 
     default_prefix = ''
 
-    def __init__(self,
-                 wrapped: Union[MetricCfg, Sequence[MetricCfg]],
-                 out_file: Optional[str] = None,
-                 collect_device: str = 'cpu',
+    def __init__(self, wrapped: Union[MetricCfg, Sequence[MetricCfg]],
+                 out_file: Optional[str] = None, collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
-        super().__init__(
-            collect_device=collect_device,
-            prefix=prefix,
-            collect_dir=collect_dir)
+        super().__init__(collect_device=collect_device, prefix=prefix,
+                         collect_dir=collect_dir)
         if isinstance(wrapped, (dict, BaseMetric)):
             wrapped = [wrapped]
         if not wrapped:
@@ -81,8 +58,7 @@ class SkippedVideosMetric(BaseMetric):
                              "wrapped=dict(type='AccMetric').")
         self.metrics: List[BaseMetric] = [
             m if isinstance(m, BaseMetric) else METRICS.build(m)
-            for m in wrapped
-        ]
+            for m in wrapped]
         for metric in self.metrics:
             if isinstance(metric, DumpResults) and not getattr(
                     metric, 'receives_skipped', False):
@@ -105,11 +81,8 @@ class SkippedVideosMetric(BaseMetric):
             metric.dataset_meta = dataset_meta
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Route each sample to the wrapped metrics, or record its skip.
-
-        A skipped sample reaches only the metrics that set
-        ``receives_skipped``.
-        """
+        """Route each sample to the wrapped metrics (a skipped one only to
+        those that set ``receives_skipped``) and record its skip."""
         for sample in data_samples:
             name = sample.get('skipped_video')
             entries = []
@@ -122,11 +95,9 @@ class SkippedVideosMetric(BaseMetric):
                 metric.process(data_batch, [sample])
                 entries.append(metric.results[start:])
                 del metric.results[start:]
-            record = dict(entries=entries)
-            if name is not None:
-                record.update(
-                    skipped=name, reason=sample.get('decode_error', ''))
-            self.results.append(record)
+            self.results.append(dict(entries=entries) if name is None else
+                                dict(entries=entries, skipped=name,
+                                     reason=sample.get('decode_error', '')))
 
     def evaluate(self, size: int) -> dict:
         """Collect one entry per sample from all ranks and compute on rank 0.
@@ -134,11 +105,9 @@ class SkippedVideosMetric(BaseMetric):
         Args:
             size (int): Length of the dataset; padded samples are cut off.
         """
-        if self.collect_device == 'cpu':
-            results = collect_results(
-                self.results, size, 'cpu', tmpdir=self.collect_dir)
-        else:
-            results = collect_results(self.results, size, self.collect_device)
+        results = collect_results(
+            self.results, size, self.collect_device,
+            tmpdir=self.collect_dir if self.collect_device == 'cpu' else None)
         out: List[Any] = [None]
         if is_main_process():
             try:
@@ -150,23 +119,19 @@ class SkippedVideosMetric(BaseMetric):
                 self.results.clear()
                 raise
         broadcast_object_list(out)
+        self.results.clear()
         if 'error' in out[0]:
-            self.results.clear()
             raise RuntimeError('Rank 0 failed to compute the test metrics: '
                                f'{out[0]["error"]}')
-        self.results.clear()
         return out[0]['metrics']
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, Any]:
-        """The wrapped metrics over the evaluated videos, and the counts.
-
-        Args:
-            results (list[dict]): One record per sample of the dataset, in
-                dataset order.
+        """The wrapped metrics over the evaluated videos (``results``: one
+        record per sample, in dataset order), and the counts.
 
         Raises:
-            NothingEvaluatedError: Every video was skipped (``out_file`` is
-                written first).
+            NothingEvaluatedError: Every video was skipped (after writing
+                ``out_file``).
             ValueError: Two wrapped metrics report the same key.
         """
         skipped = [r for r in results if 'skipped' in r]
@@ -177,15 +142,13 @@ class SkippedVideosMetric(BaseMetric):
                 f'Evaluated {num_kept} of {len(results)} videos; skipped '
                 f'{len(skipped)} that could not be read:\n' + '\n'.join(
                     f'  {r["skipped"]}: {r["reason"]}' for r in skipped),
-                logger='current',
-                level=logging.WARNING)
+                logger='current', level=logging.WARNING)
         if self.out_file:
             os.makedirs(osp.dirname(osp.abspath(self.out_file)), exist_ok=True)
             with open(self.out_file, 'w') as f:
                 f.write(''.join(f'{n}\n' for n in names))
-            print_log(
-                f'{len(names)} skipped videos listed in {self.out_file}',
-                logger='current')
+            print_log(f'{len(names)} skipped videos listed in '
+                      f'{self.out_file}', logger='current')
         if num_kept == 0:
             listed = f' (listed in {self.out_file})' if self.out_file else ''
             raise NothingEvaluatedError(

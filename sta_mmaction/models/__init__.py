@@ -5,8 +5,6 @@ from .pruning import Pruning, apply_pruning, pruning_of, set_drop_number
 from .sta_swin import STASwin3D
 from .sta_vit import STAViT
 
-__all__ = [
-    'STA_VERSIONS', 'Pruning', 'STASwin3D', 'STAViT', 'apply_pruning',
-    'convert_backbone', 'pruning_of', 'set_drop_number', 'sta_class',
-    'sta_version', 'unwrap'
-]
+__all__ = ['STA_VERSIONS', 'Pruning', 'STASwin3D', 'STAViT', 'apply_pruning',
+           'convert_backbone', 'pruning_of', 'set_drop_number', 'sta_class',
+           'sta_version', 'unwrap']

@@ -1,13 +1,9 @@
 """What a config prunes with: the one answer every tool reads.
 
-A config prunes in one of two ways: its backbone is an STA one (``STAViT``,
-``STASwin3D``), or it is a stock one (``VisionTransformer``,
-``SwinTransformer3D``) and ``custom_hooks`` holds an ``STAPruningHook``,
-which converts it in place at ``before_test``. :func:`pruning_of` reads
-either from the config, without building anything, and
-:func:`apply_pruning` gives a built backbone those settings, so the test
-run, the FLOPs and speed tools, the demo and the pictures all see one
-model.
+A config prunes with an STA backbone, or with a stock one and an
+``STAPruningHook`` in ``custom_hooks``. :func:`pruning_of` reads either
+without building anything, and :func:`apply_pruning` gives a built backbone
+those settings, so every tool sees the model the test run sees.
 """
 from typing import Any, Dict, NamedTuple, Optional
 
@@ -23,12 +19,10 @@ _HOOK_KEYS = ('type', 'priority', 'drop_number')
 class Pruning(NamedTuple):
     """How a config's test run prunes.
 
-    ``backbone`` is the class that runs (the STA class, or the stock class
-    when nothing prunes); ``drop_number`` is ``r``, None when nothing
-    prunes; ``strategy`` the strategy (None when nothing prunes);
-    ``settings`` the STA settings beyond ``drop_number`` that the config
-    gives (``strategy``, ``seed``, ``fused_attention``, ``prop_attn``);
-    ``hook`` whether an ``STAPruningHook`` sets them.
+    ``backbone``: the class that runs; ``drop_number`` (``r``) and
+    ``strategy``: None when nothing prunes; ``settings``: the STA settings
+    the config gives, but ``r``; ``hook``: whether an ``STAPruningHook``
+    sets them.
     """
     backbone: type
     drop_number: Optional[int]
@@ -44,10 +38,8 @@ def pruning_of(cfg) -> Pruning:
         cfg (Config): A test config.
 
     Raises:
-        ValueError: ``custom_hooks`` holds more than one ``STAPruningHook``
-            (which one holds would depend on hook order), the backbone type
-            is not registered, or a hook is asked to prune a backbone STA
-            cannot convert.
+        ValueError: For more than one ``STAPruningHook``, an unregistered
+            backbone type, or a hook on a backbone STA cannot convert.
     """
     backbone_cfg = cfg.model.get('backbone') or {}
     kind = backbone_cfg.get('type')
@@ -56,20 +48,16 @@ def pruning_of(cfg) -> Pruning:
         raise ValueError(f'model.backbone.type={kind!r} is not a registered '
                          'model; import the package that registers it '
                          "(custom_imports=dict(imports=['sta_mmaction'])).")
-    hooks = [
-        h for h in cfg.get('custom_hooks', None) or []
-        if h.get('type') == 'STAPruningHook'
-    ]
+    hooks = [h for h in cfg.get('custom_hooks', None) or []
+             if h.get('type') == 'STAPruningHook']
     if len(hooks) > 1:
         raise ValueError(
             f'custom_hooks holds {len(hooks)} STAPruningHook entries '
             f'(drop_number {[h.get("drop_number") for h in hooks]}); keep '
             'one, so that one r and one strategy run.')
     is_sta = cls in STA_VERSIONS.values()
-    settings = {
-        k: v
-        for k, v in backbone_cfg.items() if is_sta and k in cls.STA_SETTINGS
-    }
+    settings = {k: v for k, v in backbone_cfg.items()
+                if is_sta and k in cls.STA_SETTINGS}
     r = settings.pop('drop_number', 0) if is_sta else None
     if hooks:
         cls = sta_class(cls)
@@ -82,8 +70,7 @@ def pruning_of(cfg) -> Pruning:
                    bool(hooks))
 
 
-def apply_pruning(backbone: nn.Module,
-                  pruning: Pruning,
+def apply_pruning(backbone: nn.Module, pruning: Pruning,
                   drop_number: Optional[int] = None) -> nn.Module:
     """Give a backbone built from the config its test run's pruning.
 
@@ -112,8 +99,8 @@ def apply_pruning(backbone: nn.Module,
 def set_drop_number(cfg, drop_number: int) -> None:
     """Make ``cfg``'s test run prune with ``drop_number``, where it prunes.
 
-    The ``STAPruningHook`` entry if there is one, else the STA backbone;
-    a config that prunes nothing is a ``ValueError`` unless ``r`` is 0.
+    The ``STAPruningHook`` entry if any, else the STA backbone; a config
+    that prunes nothing is a ``ValueError`` unless ``r`` is 0.
 
     Args:
         cfg (Config): A test config, changed in place.

@@ -1,8 +1,4 @@
-"""STASwin3D: MMAction2's Video Swin ``SwinTransformer3D`` with STA pruning.
-
-The class holds the settings and the forward; the layers that run on kept
-tokens, and the design notes, are in :mod:`sta_mmaction.models.swin_layers`.
-"""
+"""STASwin3D: Video Swin with STA pruning (design notes in swin_layers)."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,14 +13,11 @@ from .strategy import (check_flag, check_known, check_strategy_args,
                        init_arguments, sample_generators)
 from .swin_layers import layer_forward_fused, merge_kept, stage_forward_kept
 
-#: Strategies STASwin3D supports: all that select tokens. ToMe's merging is
-#: left out because a merged token stands for patches from anywhere in its
-#: group, while Swin's window attention, relative position bias and patch
-#: merging address each token by its single grid position.
+#: Strategies STASwin3D supports: all but ToMe's merging, as a merged token
+#: has no single grid position for window attention and patch merging.
 SWIN_STRATEGIES = tuple(s for s in STRATEGIES if s != 'tome')
 
-#: (T, H, W) that :meth:`STASwin3D.token_counts` assumes when given no
-#: shape: the paper's view, 32 frames of 224 x 224.
+#: (T, H, W) assumed when given no shape: the paper's 32 frames of 224^2.
 DEFAULT_CLIP = (32, 224, 224)
 
 
@@ -32,95 +25,62 @@ DEFAULT_CLIP = (32, 224, 224)
 class STASwin3D(SwinTransformer3D):
     """Video Swin with Semantic-aware Temporal Accumulation pruning.
 
-    Takes every argument of MMAction2's ``SwinTransformer3D`` and adds no
-    parameter or buffer, so released checkpoints load with ``strict=True``.
-    STA prunes at the start of stages 2, 3 and 4: groups of 1, 2 and 4
-    temporal slices lose ``r``, ``r // 4`` and ``r // 16`` tokens each, and
-    the blocks and patch mergings run on the kept tokens only (see
-    :mod:`sta_mmaction.models.swin_layers`). For 32 x 224^2 the blocks of
+    Takes every argument of MMAction2's ``SwinTransformer3D`` (an unknown
+    one is a ``ValueError``) and adds no parameter or buffer, so released
+    checkpoints load with ``strict=True``. STA prunes at the start of stages
+    2, 3 and 4, where groups of 1, 2 and 4 temporal slices lose ``r``,
+    ``r // 4`` and ``r // 16`` tokens each; for 32 x 224^2 the blocks of
     stages 1-4 see ``50176``, ``12544 - 16r``, ``3136 - 6r`` and
     ``784 - 1.75r`` tokens (``r % 16 == 0``). With ``drop_number > 0`` the
     output is the mean of the kept, normed stage-4 tokens as a
-    ``(B, C, 1, 1, 1)`` map, which ``I3DHead``'s average pool leaves as is;
-    it is not a spatial feature map.
+    ``(B, C, 1, 1, 1)`` map, which ``I3DHead``'s average pool leaves as is.
 
     Args:
-        drop_number (int): ``r``, tokens dropped per slice at stage 2. ``0``
-            gives the stock backbone exactly. Needs
-            ``ceil(T / patch_size[0])`` to be a multiple of 4 and
-            ``out_indices=(3, )``. Defaults to 0.
-        strategy (str): Which tokens go at each prune point: ``'sta'``,
-            ``'random'``, ``'temporal'`` (STA without its semantic factor),
-            ``'semantic'`` (the semantic factor alone) or ``'oracle'`` (each
-            group's first tokens, no scoring: a speed reference), at the
-            same token counts. ``'tome'`` is refused (see
-            :data:`SWIN_STRATEGIES`). Defaults to ``'sta'``.
-        seed (int, optional): Seed of the ``'random'`` strategy: each clip
-            draws from its own generator, seeded by ``seed`` and the clip's
-            content, so its kept tokens do not depend on the batch or the
-            process (see ``STAViT``). Ignored by the other strategies.
-            Defaults to None, torch's global RNG.
+        drop_number (int): ``r``, tokens dropped per slice at stage 2; ``0``
+            gives the stock backbone exactly. Needs ``out_indices=(3, )`` and
+            ``ceil(T / patch_size[0])`` a multiple of 4. Defaults to 0.
+        strategy (str): One of :data:`SWIN_STRATEGIES` (see ``STAViT``).
+            Defaults to ``'sta'``.
+        seed (int, optional): Seed of ``'random'``, per clip as in
+            ``STAViT``. Defaults to None, torch's global RNG.
         fused_attention (bool): Window attention through
-            ``torch.nn.functional.scaled_dot_product_attention``, with the
-            relative position bias, the shifted-window mask and the pruned
-            keys as one additive float mask (masked keys at
-            :data:`~sta_mmaction.models.swin_layers.PRUNED_KEY_BIAS`: never
-            NaN, no subnormal weights), in every stage and at any
-            ``drop_number``; with True, ``drop_number=0`` runs this class's
-            full-grid forward rather than the stock one and gives the stock
-            feature maps to float rounding. Defaults to False, the explicit
-            attention (stock, bit-identical, at ``drop_number=0``).
-        *args, **kwargs: Arguments of ``SwinTransformer3D``. An argument
-            neither class knows is a ``ValueError`` naming the closest known
-            one.
+            ``F.scaled_dot_product_attention`` (bias, shift and pruned keys
+            as one float mask) at any ``drop_number`` (at 0 equal to stock to
+            float rounding). Defaults to False, bit-identical to stock at 0.
+        *args, **kwargs: Arguments of ``SwinTransformer3D``.
     """
 
     #: STA's settings, the arguments of :meth:`init_sta`.
     STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'fused_attention')
 
-    def __init__(self,
-                 *args,
-                 drop_number: int = 0,
-                 strategy: str = 'sta',
-                 seed: Optional[int] = None,
-                 fused_attention: bool = False,
+    def __init__(self, *args, drop_number: int = 0, strategy: str = 'sta',
+                 seed: Optional[int] = None, fused_attention: bool = False,
                  **kwargs) -> None:
-        check_known('STASwin3D', kwargs,
-                    init_arguments(SwinTransformer3D) +
+        check_known('STASwin3D', kwargs, init_arguments(SwinTransformer3D) +
                     list(self.STA_SETTINGS))
         super().__init__(*args, **kwargs)
         self.init_sta(
             drop_number, strategy, seed, fused_attention=fused_attention)
 
-    def init_sta(self,
-                 drop_number: int = 0,
-                 strategy: str = 'sta',
-                 seed: Optional[int] = None,
-                 **settings) -> None:
-        """Check and set STA's settings on the built (stock) model.
+    def init_sta(self, drop_number: int = 0, strategy: str = 'sta',
+                 seed: Optional[int] = None, **settings) -> None:
+        """Check, then set, STA's settings on the built (stock) model.
 
-        The stages and outputs are read from the model's own attributes.
-        Every check runs before any attribute is set, so a refused setting
-        leaves the model as it was. :func:`sta_mmaction.convert_backbone`
-        calls it on a live stock ``SwinTransformer3D``.
+        Also called by :func:`sta_mmaction.convert_backbone`.
 
         Args:
             drop_number (int): ``r``. Defaults to 0.
             strategy (str): See the class doc. Defaults to ``'sta'``.
             seed (int, optional): See the class doc. Defaults to None.
-            **settings: ``fused_attention`` (bool). Defaults to False. Any
-                other key is a ``ValueError``.
+            **settings: ``fused_attention`` (bool). Defaults to False.
         """
         check_known('STASwin3D', settings, self.STA_SETTINGS, what='setting')
         fused = settings.get('fused_attention', False)
         check_flag('fused_attention', fused)
         check_strategy_args(
-            strategy,
-            seed,
-            SWIN_STRATEGIES,
-            why="ToMe's merged tokens stand for patches from anywhere in "
-            'their group, but window attention and patch merging address '
-            'every token by one grid position.')
+            strategy, seed, SWIN_STRATEGIES, why="ToMe's merged tokens stand "
+            'for patches from anywhere in their group, but window attention '
+            'and patch merging address every token by one grid position.')
         if isinstance(drop_number, bool) or not isinstance(drop_number, int):
             raise ValueError(f'drop_number must be an int, got '
                              f'{drop_number!r} ({type(drop_number).__name__})'
@@ -151,9 +111,8 @@ class STASwin3D(SwinTransformer3D):
         super().train(mode)
         return self
 
-    def token_schedule(
-            self,
-            shape: Optional[Sequence[int]] = None) -> List[Dict[str, int]]:
+    def token_schedule(self, shape: Optional[Sequence[int]] = None
+                       ) -> List[Dict[str, int]]:
         """The per-point plan of :func:`sta_mmaction.core.swin_schedule`.
 
         Args:
@@ -163,52 +122,41 @@ class STASwin3D(SwinTransformer3D):
         return swin_plan(
             _clip(shape), self.patch_embed.patch_size, self.drop_number)
 
-    def token_counts(self,
-                     shape: Optional[Sequence[int]] = None) -> List[int]:
+    def token_counts(self, shape: Optional[Sequence[int]] = None) -> List[int]:
         """Tokens the blocks of stages 1, 2, 3 and 4 run on, per clip.
 
-        Per sample. Stage 1 is never pruned; stages 2-4 count the tokens
-        kept at their prune point (every block of the stage runs qkv, proj
-        and MLP on exactly these). The patch merging into stage 3 (4) runs
-        on the carried tokens, ``groups * candidates`` of
-        ``token_schedule()[1]`` (``[2]``). For 32 x 224^2 and
-        ``r % 16 == 0``: ``[50176, 12544 - 16r, 3136 - 6r, 784 - 1.75r]``,
-        with ``3136 - 4r`` and ``784 - 1.5r`` carried.
+        The patch merging into stage 3 (4) runs on ``groups * candidates``
+        of ``token_schedule()[1]`` (``[2]``).
 
         Args:
-            shape (Sequence[int], optional): The clip's ``(T, H, W)`` or the
-                view's ``(B, C, T, H, W)``, as for ``STAViT``. Defaults to
-                None, 32 x 224 x 224.
+            shape (Sequence[int], optional): As for :meth:`token_schedule`.
+                Defaults to None, 32 x 224 x 224.
         """
         clip = _clip(shape)
         d, grids = swin_grids(clip, self.patch_embed.patch_size)
         counts = [d * grids[0][0] * grids[0][1]]
         if self.drop_number == 0:
             return counts + [d * h * w for h, w in grids[1:]]
-        return counts + [
-            p['groups'] * p['kept'] for p in self.token_schedule(clip)
-        ]
+        return counts + [p['groups'] * p['kept']
+                         for p in self.token_schedule(clip)]
 
     def kept_grids(self, kept: Sequence[Tensor],
                    shape: Optional[Sequence[int]] = None) -> List[Tensor]:
         """Kept positions of :meth:`forward_pruned` as (t, h, w) grid cells.
 
-        Args:
-            kept (Sequence[Tensor]): The second output of
-                :meth:`forward_pruned`, (B, M) positions per stage 2, 3, 4.
-            shape (Sequence[int], optional): The clip's shape, as for
-                :meth:`token_counts`. Defaults to None, 32 x 224 x 224.
+        Returns, per prune point, a (B, D, h, w) bool tensor on the stage's
+        token grid, True at the cells of kept tokens.
 
-        Returns:
-            list[Tensor]: Per prune point a (B, D, h, w) bool tensor on the
-            stage's token grid, True at the cells of kept tokens.
+        Args:
+            kept (Sequence[Tensor]): (B, M) positions per stage 2, 3, 4.
+            shape (Sequence[int], optional): As for :meth:`token_schedule`.
+                Defaults to None, 32 x 224 x 224.
         """
         d, grids = swin_grids(_clip(shape), self.patch_embed.patch_size)
         return [kept_cells(pos, (d, ) + g) for pos, g in zip(kept, grids[1:])]
 
     def _check_input(self, x: Tensor) -> List[Dict[str, int]]:
-        """The schedule for clip ``x``; ``ValueError`` for a clip it cannot
-        take."""
+        """The schedule for clip ``x``; ``ValueError`` if it cannot take x."""
         if x.dim() != 5:
             raise ValueError(f'STASwin3D expects a (B, C, T, H, W) clip, got '
                              f'a tensor of shape {tuple(x.shape)}.')
@@ -232,59 +180,43 @@ class STASwin3D(SwinTransformer3D):
         """(B, C, T, H, W) -> the stock outputs, with fused attention.
 
         A copy of ``SwinTransformer3D.forward`` from mmaction 1.2.0 whose
-        stages run :func:`~sta_mmaction.models.swin_layers.
-        layer_forward_fused`; nothing is pruned.
+        stages run ``swin_layers.layer_forward_fused``; nothing is pruned.
         """
         x = self.patch_embed(x)
-
         x = self.pos_drop(x)
-
         outs = []
         for i, layer in enumerate(self.layers):
             # --- STA: the stage with fused attention ---
-            x = layer_forward_fused(
-                layer,
-                x.contiguous(),
-                do_downsample=self.out_after_downsample)
+            x = layer_forward_fused(layer, x.contiguous(),
+                                    do_downsample=self.out_after_downsample)
             # --- end STA ---
-
             if i in self.out_indices:
                 norm_layer = getattr(self, f'norm{i}')
                 out = norm_layer(x)
                 out = rearrange(out, 'b d h w c -> b c d h w').contiguous()
                 outs.append(out)
-
             if layer.downsample is not None and not self.out_after_downsample:
                 x = layer.downsample(x)
-
             if i < self.num_layers - 1:
                 x = rearrange(x, 'b d h w c -> b c d h w')
-
         if len(outs) == 1:
             return outs[0]
-
         return tuple(outs)
 
     def forward_pruned(self, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """(B, C, T, H, W) -> pooled features and kept positions per stage.
 
         A copy of ``SwinTransformer3D.forward`` from mmaction 1.2.0 with the
-        pruning fenced in. Also runs at ``drop_number=0`` (then nothing is
-        dropped), which tests the gather/scatter path against stock.
-
-        Returns:
-            tuple: ``(B, C', 1, 1, 1)`` mean of the kept, normed stage-4
-            tokens, and for stages 2, 3 and 4 the (B, M) positions of the
-            kept tokens in the flat time-major ``D*H*W`` grid of the stage
-            (:meth:`kept_grids` maps them to cells).
+        pruning fenced in (``drop_number=0`` runs it too, dropping nothing).
+        Returns the ``(B, C', 1, 1, 1)`` mean of the kept, normed stage-4
+        tokens and, for stages 2, 3 and 4, the (B, M) positions of the kept
+        tokens in the stage's flat time-major ``D*H*W`` grid.
         """
         # --- STA: validate the clip and plan the schedule ---
         points = self._check_input(x)
-        gens = sample_generators(self.strategy, self.seed,
-                                 x)  # one generator per clip, or None
+        gens = sample_generators(self.strategy, self.seed, x)
         # --- end STA ---
         x = self.patch_embed(x)
-
         x = self.pos_drop(x)
 
         # --- STA: stage 1 in full, stages 2-4 on kept tokens ---

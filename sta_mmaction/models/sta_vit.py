@@ -16,8 +16,7 @@ from .strategy import (check_flag, check_known, check_strategy_args,
                        init_arguments, sample_generators)
 
 
-def attention_with_keys(attn: Attention,
-                        x: Tensor,
+def attention_with_keys(attn: Attention, x: Tensor,
                         log_size: Optional[Tensor] = None,
                         fused: bool = False) -> Tuple[Tensor, Tensor]:
     """(B, N, C) -> output (B, N, C) and head-averaged keys (B, N, C / h).
@@ -28,34 +27,26 @@ def attention_with_keys(attn: Attention,
     Args:
         attn (Attention): The block's attention.
         x (Tensor): (B, N, C) normalised tokens.
-        log_size (Tensor, optional): (B, N) log of the number of patches
-            each token stands for, added to the attention logits (ToMe's
-            proportional attention). Defaults to None, plain attention.
-        fused (bool): Attend with ``F.scaled_dot_product_attention`` on the
-            same q, k and v (``log_size`` becomes its additive mask) instead
-            of the explicit (N x N) matmul and softmax. Defaults to False.
+        log_size (Tensor, optional): (B, N) log of patches per token, added to
+            the logits (proportional attention). Defaults to None.
+        fused (bool): Attend with ``F.scaled_dot_product_attention``
+            (``log_size`` its mask). Defaults to False, the explicit softmax.
     """
     B, N, C = x.shape
-
     if hasattr(attn, 'q_bias'):
         k_bias = torch.zeros_like(attn.v_bias, requires_grad=False)
         qkv_bias = torch.cat((attn.q_bias, k_bias, attn.v_bias))
         qkv = F.linear(input=x, weight=attn.qkv.weight, bias=qkv_bias)
     else:
         qkv = attn.qkv(x)
-
     qkv = qkv.reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, N, C / h)
-
     # --- STA: fused attention, or proportional attention for merged tokens
     if fused:
         mask = None if log_size is None else log_size[:, None, None, :].to(
             q.dtype)  # (B, 1, 1, N)
         x = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
+            q, k, v, attn_mask=mask,
             dropout_p=attn.attn_drop.p if attn.training else 0.,
             scale=attn.scale)  # (B, h, N, C / h)
         x = x.transpose(1, 2).reshape(B, N, -1)
@@ -75,14 +66,12 @@ def attention_with_keys(attn: Attention,
     # --- end STA ---
 
 
-def block_with_keys(blk: Block,
-                    x: Tensor,
-                    log_size: Optional[Tensor] = None,
+def block_with_keys(blk: Block, x: Tensor, log_size: Optional[Tensor] = None,
                     fused: bool = False) -> Tuple[Tensor, Tensor]:
     """(B, N, C) -> ``Block.forward(x)`` and the attention's keys.
 
-    ``log_size`` (B, N), when given, turns on proportional attention and
-    ``fused`` the fused attention (see :func:`attention_with_keys`).
+    A copy of ``Block.forward`` from mmaction 1.2.0; ``log_size`` and
+    ``fused`` as for :func:`attention_with_keys`.
     """
     # --- STA: the attention also returns its keys ---
     y, keys = attention_with_keys(blk.attn, blk.norm1(x), log_size, fused)
@@ -100,58 +89,30 @@ def block_with_keys(blk: Block,
 class STAViT(VisionTransformer):
     """VideoMAE ViT with Semantic-aware Temporal Accumulation pruning.
 
-    Takes every argument of MMAction2's ``VisionTransformer`` and adds none
-    of its own parameters, so released checkpoints load with
-    ``strict=True``. After the blocks ``0``, ``depth // 3`` and
-    ``2 * depth // 3``, the tokens are cut into ``T0``, ``T0 / 2`` and
-    ``T0 / 4`` consecutive groups (``T0 = num_frames / tubelet_size``) and
-    each group loses ``drop_number`` tokens by the STA rule
-    (:func:`sta_mmaction.core.sta_select`, the baselines by
-    :func:`sta_mmaction.core.select_tokens`). The head mean-pools the tokens
-    that survive.
-
-    ``strategy`` swaps the rule for a baseline or an ablation at the same
-    prune points and the same ``r`` per group, so token counts and nearly
-    all FLOPs are equal (see :mod:`sta_mmaction.core.baselines`). With
-    ``'tome'`` the ``r`` tokens per group are merged into their best matches
-    by a size-weighted average instead of dropped; the number of patches
-    behind each token is tracked across the prune points, and the head pools
-    with a size-weighted mean, so that each original patch weighs the same as
-    in the stock model's mean (the other strategies keep the plain mean).
-
-    The STA settings are set and checked by :meth:`init_sta`, which
-    :func:`sta_mmaction.convert_backbone` also calls on a live stock
-    ``VisionTransformer``. An argument neither class knows is a
-    ``ValueError`` naming the closest known one (the stock class would
-    swallow it).
+    Takes every argument of MMAction2's ``VisionTransformer`` (an unknown
+    one is a ``ValueError``) and adds no parameter, so released checkpoints
+    load with ``strict=True``. After the blocks ``0``, ``depth // 3`` and
+    ``2 * depth // 3`` the tokens are cut into ``T0``, ``T0 / 2`` and
+    ``T0 / 4`` groups (``T0 = num_frames / tubelet_size``), each of which
+    loses ``drop_number`` tokens (:func:`sta_mmaction.core.select_tokens`),
+    and the head mean-pools the rest. ``'tome'`` merges them into their best
+    matches instead, and pools with a mean weighted by patches per token.
 
     Args:
         drop_number (int): ``r``, tokens dropped per group at every prune
-            point. ``0`` gives the stock model exactly, whatever the
-            strategy. Defaults to 0.
-        strategy (str): Which tokens go: ``'sta'``, ``'random'``,
-            ``'temporal'`` (STA without its semantic factor), ``'semantic'``
-            (the semantic factor alone), ``'oracle'`` (each group's first
-            tokens, no scoring: a speed reference) or ``'tome'`` (bipartite
-            soft matching and merging). Defaults to ``'sta'``.
-        seed (int, optional): Seed of the ``'random'`` strategy. Each clip
-            draws from its own generator, seeded by ``seed`` and the clip's
-            content (:func:`sta_mmaction.core.clip_generators`), so a clip
-            keeps the same tokens whatever the batch size, its place in the
-            batch or the number of processes. Ignored by the other
-            strategies. Defaults to None, torch's global RNG (which
-            mmengine's ``randomness`` setting seeds).
-        prop_attn (bool): With ``'tome'``, add ``log(size)`` to the attention
-            logits of every block after the first merge (ToMe's proportional
-            attention). Ignored by the other strategies. Defaults to True.
-        fused_attention (bool): Attend with
-            ``torch.nn.functional.scaled_dot_product_attention`` on the q, k
-            and v each block projects once (STA still reads those keys;
-            ToMe's ``log(size)`` is its additive mask), at any
-            ``drop_number``; with True, ``drop_number=0`` runs this class's
-            forward rather than the stock one, and matches it to float
-            rounding. Defaults to False: the explicit attention of
-            MMAction2, bit-identical to it at ``drop_number=0``.
+            point; ``0`` gives the stock model exactly. Defaults to 0.
+        strategy (str): ``'sta'``, ``'random'``, ``'temporal'`` (STA without
+            its semantic factor), ``'semantic'`` (that factor alone),
+            ``'oracle'`` (each group's first tokens: a speed reference) or
+            ``'tome'`` (ToMe's merging). Defaults to ``'sta'``.
+        seed (int, optional): Seed of ``'random'``, with each clip's content
+            (:func:`sta_mmaction.core.clip_generators`), so a clip's tokens
+            do not depend on the batch. Defaults to None, torch's global RNG.
+        prop_attn (bool): With ``'tome'``, add ``log(size)`` to the logits
+            after the first merge (proportional attention). Defaults to True.
+        fused_attention (bool): Attend with ``F.scaled_dot_product_attention``
+            at any ``drop_number`` (at 0 equal to stock to float rounding).
+            Defaults to False: MMAction2's attention, bit-identical at 0.
         *args, **kwargs: Arguments of ``VisionTransformer``.
     """
 
@@ -159,35 +120,20 @@ class STAViT(VisionTransformer):
     STA_SETTINGS = ('drop_number', 'strategy', 'seed', 'prop_attn',
                     'fused_attention')
 
-    def __init__(self,
-                 *args,
-                 drop_number: int = 0,
-                 strategy: str = 'sta',
-                 seed: Optional[int] = None,
-                 prop_attn: bool = True,
-                 fused_attention: bool = False,
-                 **kwargs) -> None:
-        check_known('STAViT', kwargs,
-                    init_arguments(VisionTransformer) +
+    def __init__(self, *args, drop_number: int = 0, strategy: str = 'sta',
+                 seed: Optional[int] = None, prop_attn: bool = True,
+                 fused_attention: bool = False, **kwargs) -> None:
+        check_known('STAViT', kwargs, init_arguments(VisionTransformer) +
                     list(self.STA_SETTINGS))
         super().__init__(*args, **kwargs)
-        self.init_sta(
-            drop_number,
-            strategy,
-            seed,
-            prop_attn=prop_attn,
-            fused_attention=fused_attention)
+        self.init_sta(drop_number, strategy, seed, prop_attn=prop_attn,
+                      fused_attention=fused_attention)
 
-    def init_sta(self,
-                 drop_number: int = 0,
-                 strategy: str = 'sta',
-                 seed: Optional[int] = None,
-                 **settings) -> None:
-        """Check and set STA's settings on the built (stock) model.
+    def init_sta(self, drop_number: int = 0, strategy: str = 'sta',
+                 seed: Optional[int] = None, **settings) -> None:
+        """Check, then set, STA's settings on the built (stock) model.
 
-        Frames, tubelet and grid are read from ``patch_embed`` and
-        ``pos_embed``. Every check runs before any attribute is set, so a
-        refused setting leaves the model as it was.
+        Also called by :func:`sta_mmaction.convert_backbone`.
 
         Args:
             drop_number (int): ``r``. Defaults to 0.
@@ -228,14 +174,12 @@ class STAViT(VisionTransformer):
         self.num_frames = slices * tubelet
         self.prune_layers = layers
 
-    def token_counts(self,
-                     shape: Optional[Sequence[int]] = None) -> List[int]:
+    def token_counts(self, shape: Optional[Sequence[int]] = None) -> List[int]:
         """Tokens before the first prune point and after each one.
 
         Args:
             shape (Sequence[int], optional): The clip's ``(T, H, W)`` or the
-                view's ``(B, C, T, H, W)``, as for ``STASwin3D``. Defaults to
-                None, the clip the model was built for.
+                view's ``(B, C, T, H, W)``. Defaults to None, the built clip.
         """
         slices, h, w = self._token_grid(shape)
         return token_counts(h * w, slices, self.drop_number)
@@ -244,31 +188,27 @@ class STAViT(VisionTransformer):
                    shape: Optional[Sequence[int]] = None) -> List[Tensor]:
         """Kept positions of :meth:`forward_pruned` as (t, h, w) grid cells.
 
-        Args:
-            kept (Sequence[Tensor]): The second output of
-                :meth:`forward_pruned`, (B, M) positions per prune point.
-            shape (Sequence[int], optional): The clip's shape, as for
-                :meth:`token_counts`. Defaults to None, the built clip.
+        Returns, per prune point, a (B, T0, h, w) bool tensor, True at the
+        cells (a tubelet of frames x a patch) of kept tokens.
 
-        Returns:
-            list[Tensor]: Per prune point a (B, T0, h, w) bool tensor, True
-            at the cells (a tubelet of frames x a patch) of kept tokens.
+        Args:
+            kept (Sequence[Tensor]): (B, M) positions per prune point.
+            shape (Sequence[int], optional): As for :meth:`token_counts`.
+                Defaults to None.
         """
         grid = self._token_grid(shape)
         return [kept_cells(pos, grid) for pos in kept]
 
-    def _token_grid(
-            self,
-            shape: Optional[Sequence[int]] = None) -> Tuple[int, int, int]:
+    def _token_grid(self, shape: Optional[Sequence[int]] = None
+                    ) -> Tuple[int, int, int]:
         """(T0, h, w) token grid of a clip shape (see :meth:`token_counts`)."""
         slices = self.num_frames // self.tubelet_size
         if shape is None:
             return (slices, ) + tuple(self.grid_size)
         shape = tuple(int(n) for n in shape)
         if len(shape) not in (3, 5):
-            raise ValueError(
-                f'shape={shape} must be a clip (T, H, W) or a view '
-                '(B, C, T, H, W).')
+            raise ValueError(f'shape={shape} must be a clip (T, H, W) or a '
+                             'view (B, C, T, H, W).')
         t, h, w = shape[-3:]
         if t // self.tubelet_size != slices:
             raise ValueError(
@@ -278,12 +218,7 @@ class STAViT(VisionTransformer):
         return slices, h // self.patch_size, w // self.patch_size
 
     def _check_input(self, x: Tensor) -> None:
-        """Raise a ``ValueError`` for a clip this model cannot take.
-
-        At ``drop_number=0`` only what the stock forward would fail on with
-        a shape error is checked (dimensions, channels, temporal slices);
-        pruning also needs whole patches and a grid the schedule can cut.
-        """
+        """Raise a ``ValueError`` for a clip this model cannot take/prune."""
         if x.dim() != 5:
             raise ValueError(f'STAViT expects a (B, C, T, H, W) clip, got a '
                              f'tensor of shape {tuple(x.shape)}.')
@@ -313,10 +248,7 @@ class STAViT(VisionTransformer):
     def embed_tokens(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, N, C) tokens with position embedding.
 
-        The embedding part of ``VisionTransformer.forward`` (mmaction 1.2.0):
-        patch embedding, the position table (bicubically resized for another
-        frame size) and its dropout, as the stock model embeds.
-        """
+        The embedding of ``VisionTransformer.forward`` (mmaction 1.2.0)."""
         h = x.shape[3] // self.patch_size
         w = x.shape[4] // self.patch_size
         x = self.patch_embed(x)[0]  # (B, N, C)
@@ -336,16 +268,12 @@ class STAViT(VisionTransformer):
         """(B, C, T, H, W) -> features (B, C') and kept positions per point.
 
         A copy of ``VisionTransformer.forward`` from mmaction 1.2.0 with the
-        pruning fenced in. The second output holds, for each prune point, the
-        (B, N_kept) indices of the surviving tokens in the full (time-major)
-        token grid, in the order the rule leaves them. With ``'tome'`` a
-        surviving token also carries the tokens merged into it. At
-        ``drop_number=0`` the prune points keep every token in place.
+        pruning fenced in. Positions: per prune point, the (B, N_kept)
+        indices of survivors in the full time-major grid, in the rule's order.
         """
         # --- STA: validate the clip before any reshape can fail ---
         self._check_input(x)
-        gens = sample_generators(self.strategy, self.seed,
-                                 x)  # one generator per clip, or None
+        gens = sample_generators(self.strategy, self.seed, x)
         # --- end STA ---
         b = x.shape[0]
         x = self.embed_tokens(x)  # (B, N, C)
@@ -378,14 +306,9 @@ class STAViT(VisionTransformer):
                 if self.prop_attn:
                     log_size = size.log()  # (B, N')
             else:
-                idx = select_tokens(
-                    x,
-                    keys,
-                    groups[p],
-                    self.drop_number,
-                    reverse=visits_in_reverse(p),
-                    strategy=self.strategy,
-                    generator=gens)
+                idx = select_tokens(x, keys, groups[p], self.drop_number,
+                                    reverse=visits_in_reverse(p),
+                                    strategy=self.strategy, generator=gens)
                 x = gather_tokens(x, idx)  # (B, N', C)
             positions = positions.gather(1, idx)  # (B, N')
             kept.append(positions)

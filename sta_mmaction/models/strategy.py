@@ -12,26 +12,19 @@ from ..core import STRATEGIES, clip_generators, validate_strategy
 def init_arguments(cls: type) -> List[str]:
     """The named arguments of ``cls.__init__`` (no ``self``, ``*``, ``**``)."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return [
-        p.name for p in params if p.name != 'self' and p.kind not in (
-            p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    return [p.name for p in params if p.name != 'self' and p.kind not in (
+        p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def check_known(owner: str,
-                given: Mapping,
-                accepted: Iterable[str],
+def check_known(owner: str, given: Mapping, accepted: Iterable[str],
                 what: str = 'argument') -> None:
     """Raise a ``ValueError`` for the first key of ``given`` not accepted.
 
     Args:
-        owner (str): Who got the key, the start of the message (e.g.
-            ``'STAViT'``).
+        owner (str): Who got the key, the start of the message.
         given (Mapping): Names and values that were passed.
-        accepted (Iterable[str]): The valid names; the closest one (by
-            ``difflib.get_close_matches``) is suggested.
-        what (str): What a name is, for the message. Defaults to
-            ``'argument'``.
+        accepted (Iterable[str]): The valid names; the closest is suggested.
+        what (str): What a name is. Defaults to ``'argument'``.
     """
     accepted = list(accepted)
     for key, value in given.items():
@@ -45,18 +38,12 @@ def check_known(owner: str,
 
 
 def check_flag(name: str, value) -> None:
-    """Raise a ``ValueError`` unless the setting ``name`` is a bool.
-
-    Args:
-        name (str): The setting, for the message.
-        value: Its value.
-    """
+    """Raise a ``ValueError`` unless the setting ``name`` is a bool."""
     if not isinstance(value, bool):
         raise ValueError(f'{name}={value!r} must be True or False.')
 
 
-def check_strategy_args(strategy: str,
-                        seed: Optional[int],
+def check_strategy_args(strategy: str, seed: Optional[int],
                         allowed: Sequence[str] = STRATEGIES,
                         why: str = '') -> None:
     """Raise a ``ValueError`` for a strategy or seed a backbone cannot take.
@@ -64,10 +51,9 @@ def check_strategy_args(strategy: str,
     Args:
         strategy (str): One of :data:`sta_mmaction.core.STRATEGIES`.
         seed (int, optional): Seed of the ``'random'`` strategy, or None.
-        allowed (Sequence[str]): The strategies this backbone supports.
+        allowed (Sequence[str]): The strategies the backbone supports.
             Defaults to all of them.
-        why (str): Why the others are refused, appended to the message.
-            Defaults to ''.
+        why (str): Why the others are refused. Defaults to ''.
     """
     validate_strategy(strategy)
     if strategy not in allowed:
@@ -84,15 +70,9 @@ def sample_generators(strategy: str, seed: Optional[int],
                       x: Tensor) -> Optional[List[torch.Generator]]:
     """The ``'random'`` strategy's generators for the clips ``x``.
 
-    One per clip, from ``seed`` and the clip's content
-    (:func:`sta_mmaction.core.clip_generators`), so a clip keeps the same
-    tokens alone, in any batch and in any process. None without a seed
-    (torch's global RNG) or for the other strategies, which draw nothing.
-
-    Args:
-        strategy (str): The backbone's strategy.
-        seed (int, optional): The backbone's seed.
-        x (Tensor): (B, C, T, H, W) the clips given to the backbone.
+    One per clip of ``x`` (B, C, T, H, W), from ``seed`` and its content
+    (:func:`sta_mmaction.core.clip_generators`), so a clip keeps its tokens
+    in any batch. None without a seed (torch's global RNG) or for others.
     """
     if strategy != 'random' or seed is None:
         return None

@@ -1,52 +1,27 @@
 """The layers of STASwin3D's pruned forward: kept tokens in Video Swin.
 
 The paper (Ding et al., ICCV 2023) applies STA to Video Swin but never
-released that code; the design here is fitted to its GFLOPs table. Window
-attention keeps running on full windows, with pruned positions masked out as
-keys, while the per-token layers (qkv, output projection, MLP, patch-merging
-reduction) run on the kept tokens only, by gather and scatter, so that
-neither fvcore nor the clock sees work that is not done. The attention
-itself (matmuls, softmax, bias) is not reduced, and on CPUs it and the
-unpruned stage 1 take most of Video Swin's time, so the wall-clock gain
-there stays below the FLOPs ratio (see
-``tools/analysis_tools/benchmark.py --model swin-t``, which prints the
-Amdahl bound for both attention paths).
+released that code; this design is fitted to its GFLOPs table. Window
+attention runs on full windows, pruned keys masked out, while the per-token
+layers (qkv, projection, MLP, patch-merging reduction) run on the kept
+tokens only, by gather and scatter, so neither fvcore nor the clock sees
+work that is not done. On CPUs the attention and the full stage 1 keep the
+speed-up below the FLOPs ratio (``tools/analysis_tools/benchmark.py``).
 
-Schedule (:func:`sta_mmaction.core.swin_schedule`, the "stage by stage" fit
-of the paper's table). With ``D`` temporal slices (16 for 32 frames) and
-``r = drop_number``, STA prunes at the start of stages 2, 3 and 4, before
-their first block: groups of 1, 2 and 4 slices (``D``, ``D / 2``, ``D / 4``
-groups, the ViT's schedule on each stage's own grid) lose ``r``, ``r // 4``
-and ``r // 16`` tokens each, the middle point in reverse time order as the
-ViT's. Stage 1 runs in full. Between stages the kept set is carried through
-the patch merging: each group of the previous stage keeps its keep ratio,
-passing on ``ceil(k / 4)`` merged tokens for ``k`` kept tokens (even grids),
-those 2x2 positions with the most kept children (ties: the larger
-channel-sum of ``|x|`` over the kept children). The other fit of the paper's
-table (two points in stage 2) gives the same FLOPs; this one is chosen
-because every stage is priced by one rule.
+Schedule (:func:`sta_mmaction.core.swin_schedule`): before stages 2, 3 and
+4, groups of 1, 2 and 4 temporal slices lose ``r``, ``r // 4`` and
+``r // 16`` tokens each (the middle point in reverse time order). The patch
+merging carries the kept set on: each group passes on ``ceil(k / 4)`` merged
+tokens for its ``k`` kept ones, at the 2x2 positions with the most kept
+children (ties: the larger sum of ``|x|``), so every stage is priced by one
+rule. STA scores the stage input with the first block's own keys
+``W_k norm1(x) + b_k``, averaged over heads and reused by the block
+(:func:`select_with_keys`).
 
-STA score at a prune point (:func:`select_with_keys`): the rule on the
-stage's candidate tokens (time-major, in groups), with the stage input as
-activations and, as keys, the first block's own attention keys
-``W_k norm1(x) + b_k`` averaged over heads. The keys are computed for all
-candidates (``C^2`` per token), the queries and values only for the kept
-ones, and the block reuses the keys. A strategy that reads no keys (outside
-:data:`~sta_mmaction.core.NEEDS_KEYS`) gets none, and norm1 and the keys run
-on its kept tokens only.
-
-Fill of pruned positions:
-
-* window attention: the kept tokens' qkv is scattered into the full
-  (padded, shifted) windows (:class:`KeptWindows`); pruned positions get
-  :data:`PRUNED_KEY_BIAS` on their key logits, so a kept query (always its
-  own key) never sees them, and their own outputs are discarded;
-* patch merging (:func:`merge_kept`): a pruned position holds its last
-  features (the stage input, since it skipped every block of the stage); a
-  position that the previous carry dropped holds zeros. The merged 2x2
-  vector of a kept position then looks like stock's rather than
-  zero-diluted;
-* final pooling: ``norm3`` and the mean run over the kept tokens only.
+A pruned position's keys get :data:`PRUNED_KEY_BIAS` and its attention
+output is discarded (:class:`KeptWindows`); in patch merging it holds its
+last features, or zeros where the previous carry dropped it
+(:func:`merge_kept`), so a kept merged vector looks like stock's.
 """
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -56,6 +31,7 @@ from mmaction.models.backbones.swin import (BasicLayer, PatchMerging,
                                             SwinTransformerBlock3D,
                                             compute_mask, get_window_size)
 from torch import Tensor
+from torch.profiler import record_function
 
 from ..core import (NEEDS_KEYS, Generators, ceil_div, gather_tokens,
                     scatter_tokens, select_tokens)
@@ -70,11 +46,8 @@ PRUNED_KEY_BIAS = -1e4
 class KeptWindows:
     """Where a stage's kept tokens sit in its (padded, shifted) windows.
 
-    Rather than scattering into the grid and then padding, rolling and
-    partitioning it (as stock does with the whole grid), each kept token's
-    slot in the windowed layout is computed once per stage, and the blocks
-    scatter their qkv straight into the windows and gather their outputs
-    straight out of them.
+    Computed once per stage, so the blocks scatter their qkv straight into
+    the windows and gather their outputs straight out.
 
     Args:
         pos (Tensor): (B, M) kept positions in the flat ``D*H*W`` grid.
@@ -87,16 +60,14 @@ class KeptWindows:
         self._cache: Dict[tuple, Tuple[Tensor, Tensor]] = {}
 
     def padded_shape(self, window_size: Sequence[int]) -> Tuple[int, ...]:
-        return tuple(
-            ceil_div(n, w) * w for n, w in zip(self.dhw, window_size))
+        return tuple(ceil_div(n, w) * w for n, w in zip(self.dhw, window_size))
 
     def _slot(self, pos: Tensor, window_size: Sequence[int],
               shift_size: Sequence[int]) -> Tensor:
         """Flat grid positions -> index in the (nW * N) windowed layout.
 
-        ``torch.roll`` by ``-shift`` moves index ``p`` to ``p - shift``, and
-        ``window_partition`` orders windows, then positions inside a window,
-        time-major.
+        ``torch.roll`` by ``-shift`` moves ``p`` to ``p - shift``; windows,
+        then positions in a window, are time-major (``window_partition``).
         """
         _, h, w = self.dhw
         dp, hp, wp = self.padded_shape(window_size)
@@ -111,17 +82,12 @@ class KeptWindows:
 
     def windows(self, window_size: Sequence[int], shift_size: Sequence[int],
                 mask_matrix: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """(B, M) slots of the kept tokens and the additive mask.
+        """(B, M) slots of the kept tokens and the (B*nW, 1, N, N) mask.
 
-        The mask is (B * nW, 1, N, N): the shifted-window mask where the
-        block shifts, plus :data:`PRUNED_KEY_BIAS` on pruned keys. Padding
-        stays a key, as in stock Swin, where it holds ``qkv(0)``.
-
-        Stock Swin masks the other regions of a shifted window with a logit
-        of -100, whose softmax weight (about ``e^-100``) is a subnormal
-        float: it changes no output in float32 but slows the attention
-        matmul several times on x86 CPUs. Here those keys get
-        :data:`PRUNED_KEY_BIAS` too, whose weight is exactly zero.
+        :data:`PRUNED_KEY_BIAS` on pruned keys and, where the block shifts,
+        across shifted-window regions, where stock's -100 gives subnormal
+        weights that slow the matmul several times on x86 CPUs. Padding
+        stays a key, as in stock, where it holds ``qkv(0)``.
         """
         key = (tuple(window_size), tuple(shift_size))
         if key not in self._cache:
@@ -131,9 +97,8 @@ class KeptWindows:
             b = self.pos.shape[0]
             device = self.pos.device
             slot = self._slot(self.pos, window_size, shift_size)  # (B, M)
-            real = self._slot(
-                torch.arange(d * h * w, device=device), window_size,
-                shift_size)  # (D*H*W, )
+            real = self._slot(torch.arange(d * h * w, device=device),
+                              window_size, shift_size)  # (D*H*W, )
             pruned = torch.zeros(
                 b, dp * hp * wp, dtype=torch.bool, device=device)
             pruned[:, real] = True
@@ -152,10 +117,9 @@ class KeptWindows:
         return self._cache[key]
 
 
-def window_attention_core(blk: SwinTransformerBlock3D,
-                          windows: Tensor,
-                          mask: Tensor,
-                          fused: bool = False) -> Tensor:
+@record_function('window_attention_core')  # for the speed breakdown
+def window_attention_core(blk: SwinTransformerBlock3D, windows: Tensor,
+                          mask: Tensor, fused: bool = False) -> Tensor:
     """(B*nW, N, 3C) windowed qkv -> (B*nW, N, C) attention, before proj.
 
     A copy of ``WindowAttention3D.forward`` from mmaction 1.2.0 that starts
@@ -165,11 +129,9 @@ def window_attention_core(blk: SwinTransformerBlock3D,
     Args:
         blk (SwinTransformerBlock3D): The block.
         windows (Tensor): (B*nW, N, 3C) its qkv in windows.
-        mask (Tensor): (B*nW, 1, N or 1, N) additive mask of
-            :meth:`KeptWindows.windows`.
-        fused (bool): Attend with ``F.scaled_dot_product_attention``, the
-            relative position bias and ``mask`` summed into its one additive
-            float mask. Defaults to False, the explicit matmuls.
+        mask (Tensor): (B*nW, 1, N or 1, N) :meth:`KeptWindows.windows`.
+        fused (bool): Attend with ``F.scaled_dot_product_attention``, bias
+            and ``mask`` summed. Defaults to False, the explicit matmuls.
     """
     attn = blk.attn
     B_, N, C3 = windows.shape
@@ -179,7 +141,6 @@ def window_attention_core(blk: SwinTransformerBlock3D,
                           C // attn.num_heads).permute(2, 0, 3, 1, 4)
     # --- end STA ---
     q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, nH, N, C / nH)
-
     relative_position_bias = attn.relative_position_bias_table[
         attn.relative_position_index[:N, :N].reshape(-1)].reshape(
             N, N, -1)  # (N, N, nH)
@@ -190,19 +151,14 @@ def window_attention_core(blk: SwinTransformerBlock3D,
         bias = relative_position_bias.unsqueeze(0).to(q.dtype) + mask.to(
             q.dtype)  # (B_, nH, N, N)
         out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=bias,
+            q, k, v, attn_mask=bias,
             dropout_p=attn.attn_drop.p if attn.training else 0.,
             scale=attn.scale)  # (B_, nH, N, C / nH)
         return out.transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
     # --- end STA ---
-
     q = q * attn.scale
     a = q @ k.transpose(-2, -1)  # (B_, nH, N, N)
     a = a + relative_position_bias.unsqueeze(0)  # (B_, nH, N, N)
-
     # --- STA: one mask for shifted windows and pruned keys, in place ---
     a += mask.to(a.dtype)  # (B_, 1, N or 1, N) broadcast
     # --- end STA ---
@@ -211,31 +167,24 @@ def window_attention_core(blk: SwinTransformerBlock3D,
     return (a @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
 
 
-def block_forward_kept(blk: SwinTransformerBlock3D,
-                       x: Tensor,
-                       grid: KeptWindows,
-                       mask_matrix: Tensor,
+def block_forward_kept(blk: SwinTransformerBlock3D, x: Tensor,
+                       grid: KeptWindows, mask_matrix: Tensor,
                        qkv: Optional[Tensor] = None,
                        fused: bool = False) -> Tensor:
     """(B, M, C) kept tokens -> ``SwinTransformerBlock3D.forward`` on them.
 
     A copy of ``SwinTransformerBlock3D.forward`` (with ``forward_part1``)
-    from mmaction 1.2.0. norm1, qkv, proj and the MLP run on the ``M`` kept
-    tokens; only the attention matmuls see the full windows, into which the
-    qkv of the kept tokens is scattered (padding holds ``qkv(0)``, the qkv
-    bias, as in stock). The pad / roll / partition of stock become one
-    scatter into the windowed layout, and the reverse one gather.
-    ``with_cp`` is not honoured.
+    from mmaction 1.2.0: only the attention sees the full windows, scattered
+    and gathered in place of stock's pad / roll / partition; ``with_cp`` is
+    not honoured.
 
     Args:
         blk (SwinTransformerBlock3D): The block.
         x (Tensor): (B, M, C) kept tokens.
         grid (KeptWindows): Their positions.
         mask_matrix (Tensor): The stage's shifted-window mask.
-        qkv (Tensor, optional): (B, M, 3C) their qkv, when the prune point
-            already computed it. Defaults to None.
-        fused (bool): Fused attention (see :func:`window_attention_core`).
-            Defaults to False.
+        qkv (Tensor, optional): (B, M, 3C) their qkv. Defaults to None.
+        fused (bool): See :func:`window_attention_core`. Defaults to False.
     """
     B, M, C = x.shape
     window_size, shift_size = get_window_size(grid.dhw, blk.window_size,
@@ -269,22 +218,10 @@ def select_with_keys(
         generator: Generators) -> Tuple[Tensor, Tensor, Tensor]:
     """(B, N, C) candidates -> kept (B, M, C), positions, first block's qkv.
 
-    ``strategy`` at a stage's start, on the first block's keys where it
-    reads them (:data:`~sta_mmaction.core.NEEDS_KEYS`); the others select
-    without keys, which are then projected for the kept tokens only.
-
-    Args:
-        blk (SwinTransformerBlock3D): The stage's first block.
-        tokens (Tensor): (B, N, C) candidate tokens.
-        pos (Tensor): (B, N) their positions in the stage's flat grid.
-        point (dict): The stage's entry of ``swin_schedule``.
-        reverse (bool): Visit the groups in reverse time order.
-        strategy (str): The backbone's strategy.
-        generator (Generators): The ``'random'`` strategy's generators.
-
-    Returns:
-        tuple: kept tokens (B, M, C), their positions (B, M) and their
-        qkv (B, M, 3C) for the first block.
+    ``strategy`` on the first block's keys where it reads them
+    (:data:`~sta_mmaction.core.NEEDS_KEYS`); else the keys are projected
+    for the kept tokens only. Arguments as for :func:`stage_forward_kept`;
+    ``blk`` is the stage's first block.
     """
     attn = blk.attn
     b, n, c = tokens.shape
@@ -299,14 +236,9 @@ def select_with_keys(
         normed = blk.norm1(tokens)  # (B, N, C)
         k = F.linear(normed, w_k, b_k)  # (B, N, C), all candidates
         keys = k.view(b, n, attn.num_heads, -1).mean(2)  # (B, N, C / nH)
-    idx = select_tokens(
-        tokens,
-        keys,
-        point['groups'],
-        point['drop'],
-        reverse=reverse,
-        strategy=strategy,
-        generator=generator)  # (B, M)
+    idx = select_tokens(tokens, keys, point['groups'], point['drop'],
+                        reverse=reverse, strategy=strategy,
+                        generator=generator)  # (B, M)
     tokens = gather_tokens(tokens, idx)  # (B, M, C)
     if scored:
         normed = gather_tokens(normed, idx)  # (B, M, C)
@@ -324,18 +256,9 @@ def stage_window_mask(layer: BasicLayer, dhw: Tuple[int, int, int],
                       device: torch.device) -> Tensor:
     """(nW, N, N) shifted-window mask of a stage on a ``(D, H, W)`` grid.
 
-    The preamble of ``BasicLayer.forward`` (mmaction 1.2.0): the stage's
-    window and shift, cut down where the grid is smaller than the window
-    (``get_window_size``), and ``compute_mask`` on the grid padded to whole
-    windows. Each block takes its own window and shift the same way.
-
-    Args:
-        layer (BasicLayer): The stage.
-        dhw (tuple[int]): ``(D, H, W)`` of its grid.
-        device (torch.device): Where the mask goes.
-
-    Returns:
-        Tensor: (nW, N, N) the mask, 0 within a region and -100 across.
+    The preamble of ``BasicLayer.forward`` (mmaction 1.2.0):
+    ``compute_mask`` (0 within a region, -100 across) on the grid padded to
+    whole windows, cut down by ``get_window_size`` as each block does.
     """
     window_size, shift_size = get_window_size(dhw, layer.window_size,
                                               layer.shift_size)
@@ -343,16 +266,11 @@ def stage_window_mask(layer: BasicLayer, dhw: Tuple[int, int, int],
     return compute_mask(dp, hp, wp, window_size, shift_size, device)
 
 
-def stage_forward_kept(layer: BasicLayer,
-                       tokens: Tensor,
-                       pos: Tensor,
-                       dhw: Tuple[int, int, int],
-                       point: Dict[str, int],
-                       reverse: bool,
-                       strategy: str,
-                       generator: Generators,
+def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
+                       dhw: Tuple[int, int, int], point: Dict[str, int],
+                       reverse: bool, strategy: str, generator: Generators,
                        fused: bool = False) -> Tuple[Tensor, Tensor]:
-    """Prune a stage's candidates, then run its blocks on the kept tokens.
+    """(B, N, C) candidates -> kept tokens' stage output (B, M, C), positions.
 
     Args:
         layer (BasicLayer): The stage.
@@ -363,12 +281,7 @@ def stage_forward_kept(layer: BasicLayer,
         reverse (bool): Visit the groups in reverse time order.
         strategy (str): The backbone's strategy.
         generator (Generators): The ``'random'`` strategy's generators.
-        fused (bool): Fused attention (see :func:`window_attention_core`).
-            Defaults to False.
-
-    Returns:
-        tuple[Tensor]: the stage's output on the kept tokens (B, M, C) and
-        their positions (B, M).
+        fused (bool): See :func:`window_attention_core`. Defaults to False.
     """
     attn_mask = stage_window_mask(layer, dhw, tokens.device)
     tokens, pos, qkv = select_with_keys(layer.blocks[0], tokens, pos, point,
@@ -380,25 +293,19 @@ def stage_forward_kept(layer: BasicLayer,
     return tokens, pos
 
 
-def layer_forward_fused(layer: BasicLayer,
-                        x: Tensor,
+@record_function('layer_forward_fused')  # for the speed breakdown
+def layer_forward_fused(layer: BasicLayer, x: Tensor,
                         do_downsample: bool = True) -> Tensor:
-    """``BasicLayer.forward`` on the full grid, with fused attention.
+    """(B, C, D, H, W) -> ``BasicLayer.forward``, with fused attention.
 
-    Every position is kept, so each block is :func:`block_forward_kept`
-    with ``fused=True``: the same qkv, bias and windows as stock, the
-    shifted-window mask at :data:`PRUNED_KEY_BIAS` rather than -100 (no
-    subnormal weights, the same outputs to float rounding).
+    Each block is :func:`block_forward_kept` with every position kept and
+    ``fused=True``: stock's outputs to float rounding, (B, D, H, W, C) or,
+    downsampled, (B, D, H/2, W/2, 2C).
 
     Args:
         layer (BasicLayer): The stage.
-        x (Tensor): (B, C, D, H, W) its input, as ``BasicLayer.forward``
-            takes it.
-        do_downsample (bool): Apply the stage's patch merging. Defaults to
-            True.
-
-    Returns:
-        Tensor: (B, D, H, W, C) or, downsampled, (B, D, H/2, W/2, 2C).
+        x (Tensor): (B, C, D, H, W) its input.
+        do_downsample (bool): Apply the patch merging. Defaults to True.
     """
     b, c, d, h, w = x.shape
     attn_mask = stage_window_mask(layer, (d, h, w), x.device)
@@ -417,15 +324,13 @@ def merge_kept(
     merge: PatchMerging, grid_in: Tensor, tokens: Tensor, pos: Tensor,
     dhw: Tuple[int, int, int], groups: int, carried: int
 ) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, int, int]]:
-    """Patch merging on the kept set (a copy of ``PatchMerging.forward``).
+    """Patch merging on the carried positions only.
 
-    The merged 2x2 vectors are gathered for the carried positions only,
-    so the norm and the reduction run on those alone.
+    A copy of ``PatchMerging.forward`` from mmaction 1.2.0.
 
     Args:
         merge (PatchMerging): The stage's downsample layer.
-        grid_in (Tensor): (B, D*H*W, C) the stage input (last features
-            of pruned positions, zeros where the carry dropped them).
+        grid_in (Tensor): (B, D*H*W, C) the stage input.
         tokens (Tensor): (B, M, C) kept tokens after the stage's blocks.
         pos (Tensor): (B, M) their positions.
         dhw (tuple[int]): ``(D, H, W)`` of the stage.
@@ -433,9 +338,8 @@ def merge_kept(
         carried (int): Merged tokens each group passes on.
 
     Returns:
-        tuple: merged tokens (B, groups*carried, 2C), their positions in
-        the merged grid, the next stage's input grid (zeros but for the
-        carried tokens) and its ``(D, H/2, W/2)``.
+        tuple: merged tokens (B, groups*carried, 2C), their positions, the
+        next stage's input grid and its ``(D, H/2, W/2)``.
     """
     # --- STA: the stage's grid from its input and the kept tokens ---
     B, M, C = tokens.shape
@@ -449,7 +353,6 @@ def merge_kept(
     with torch.autocast(device_type=x.device.type, enabled=False):
         act = x.abs().sum(-1, dtype=torch.float32) * kept  # (B, D, H, W)
     # --- end STA ---
-
     # padding
     pad_input = (H % 2 == 1) or (W % 2 == 1)
     if pad_input:
@@ -468,11 +371,8 @@ def merge_kept(
     score = sum(act[:, :, i::2, j::2] for i, j in children)
     order = torch.argsort(
         score.view(B, groups, n), dim=-1, descending=True, stable=True)
-    by_count = torch.argsort(
-        count.view(B, groups, n).gather(-1, order),
-        dim=-1,
-        descending=True,
-        stable=True)
+    by_count = torch.argsort(count.view(B, groups, n).gather(-1, order),
+                             dim=-1, descending=True, stable=True)
     top = order.gather(-1, by_count)[..., :carried]  # (B, G, carried)
     top = top.sort(dim=-1).values  # raster order inside a group
     offset = torch.arange(groups, device=x.device).unsqueeze(-1) * n
@@ -486,10 +386,8 @@ def merge_kept(
         for i, j in children
     ], -1)  # (B, M', 4C), as x0, x1, x2, x3
     # --- end STA ---
-
     x = merge.norm(x)
     x = merge.reduction(x)  # (B, M', 2C)
-
     # --- STA: the next stage's input grid, for its own carry ---
     grid_next = scatter_tokens(
         x.new_zeros(B, D * h2 * w2, x.shape[-1]), new_pos, x)

@@ -1,20 +1,13 @@
 """Checkpoint loading that never runs code from the file unless trusted.
 
-torch unpickles with ``weights_only=True`` only where the caller does not say
-otherwise and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is unset. mmengine 0.10.7
-never says, so with the variable set its loaders run whatever a file holds,
-and without it they refuse what mmengine itself writes (numpy scalars,
-``HistoryBuffer``, ``ConfigDict``). Here those types are allow-listed, and
-every scheme mmengine knows gets a loader that ends in
+mmengine 0.10.7 leaves ``weights_only`` to torch, so with
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` its loaders run whatever a file holds,
+and without it they refuse what mmengine itself writes. Here those types are
+allow-listed, and every scheme of mmengine's ``CheckpointLoader`` (read by
+Runner and MMAction2's ``init_recognizer`` alike) gets a loader ending in
 :func:`load_checkpoint_file`, whose explicit ``weights_only`` wins over the
-variable. The loaders are registered in mmengine's ``CheckpointLoader``
-because every route reads that registry: mmengine's ``Runner`` and
-``load_checkpoint``, and MMAction2's own Python API (``init_recognizer``),
-which never passes through this package's code.
-
-Full unpickling is only done when the user opts in for a file they trust:
-``STA_MMACTION_UNSAFE_FULL_UNPICKLE=1``, :func:`set_unsafe_full_unpickle` or
-``--unsafe-full-unpickle`` on the tools.
+variable. Full unpickling needs an opt-in (:data:`UNSAFE_ENV`,
+:func:`set_unsafe_full_unpickle` or ``--unsafe-full-unpickle``).
 """
 import argparse
 import hashlib
@@ -28,7 +21,8 @@ import uuid
 import zipfile
 from contextlib import nullcontext
 from http.client import HTTPException
-from typing import Any, BinaryIO, Optional, Sequence, Union
+from typing import (Any, BinaryIO, Callable, Dict, Mapping, Optional,
+                    Sequence, Union)
 from urllib.error import HTTPError
 
 import numpy as np
@@ -44,10 +38,8 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or not for this model.
-
-    The message names the file (or URL) and says what to do.
-    """
+    """A checkpoint is missing, damaged, or not for this model; the message
+    names the file (or URL) and says what to do."""
 
 
 def short_keys(items: Sequence[Any], n: int = 8, sep: str = ', ') -> str:
@@ -60,6 +52,28 @@ def short_keys(items: Sequence[Any], n: int = 8, sep: str = ', ') -> str:
     """
     more = f' ... (+{len(items) - n} more)' if len(items) > n else ''
     return sep.join(str(i) for i in items[:n]) + more
+
+
+def _strip_module(state: Mapping) -> Dict[str, Any]:
+    """Drop a ``module.`` prefix that every key carries (DDP saves)."""
+    keys = [k for k in state if isinstance(k, str)]
+    if keys and all(k.startswith('module.') for k in keys):
+        return {k[len('module.'):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _find_state(checkpoint: Any, wrappers: Sequence[str],
+                looks_original: Callable[[Any], bool]) -> tuple:
+    """The state dict (``module.`` stripped) that ``looks_original`` accepts,
+    under the first of ``wrappers`` or at the top level, and its wrapper."""
+    if not isinstance(checkpoint, Mapping):
+        return None, None
+    for key in wrappers:
+        if looks_original(checkpoint.get(key)):
+            return _strip_module(checkpoint[key]), key
+    if looks_original(checkpoint):
+        return _strip_module(checkpoint), None
+    return None, None
 
 
 def file_sha256(path: str) -> str:
@@ -81,12 +95,9 @@ def set_unsafe_full_unpickle(enabled: bool) -> None:
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to ``HistoryBuffer``'s statistics methods.
-
-    mmengine pickles a buffer's table of statistics methods as
-    ``getattr(HistoryBuffer, 'mean')`` and so on; a general ``getattr``
-    would let a crafted file reach any attribute, module globals included.
-    """
+    """``getattr`` restricted to ``HistoryBuffer``'s statistics methods,
+    which mmengine pickles as ``getattr(HistoryBuffer, 'mean')`` etc.; a
+    general ``getattr`` would let a crafted file reach any attribute."""
     from mmengine.logging import HistoryBuffer
     if obj is HistoryBuffer and name in ('min', 'max', 'mean', 'current'):
         return getattr(obj, name)
@@ -96,13 +107,9 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 
 def register_safe_globals() -> None:
-    """Allow-list the types that MMAction2/mmengine checkpoints carry.
-
+    """Allow-list (idempotently) what MMAction2/mmengine checkpoints carry:
     ``ConfigDict``, ``HistoryBuffer`` (with the restricted ``getattr``),
-    ``argparse.Namespace`` (the original VideoMAE release saves its
-    ``args``) and numpy arrays, scalars and dtypes. Running it again is
-    harmless.
-    """
+    ``argparse.Namespace`` (VideoMAE's ``args``) and numpy types."""
     from mmengine.config import ConfigDict
     from mmengine.logging import HistoryBuffer
     core = np._core if hasattr(np, '_core') else np.core
@@ -111,10 +118,8 @@ def register_safe_globals() -> None:
                    for mod in ('numpy.core', 'numpy._core')
                    for fn in ('_reconstruct', 'scalar')]
     # the classes of numpy.dtypes (numpy < 1.25 has none)
-    dtypes = [
-        cls for cls in vars(getattr(np, 'dtypes', np)).values()
-        if isinstance(cls, type) and issubclass(cls, np.dtype)
-    ]
+    dtypes = [cls for cls in vars(getattr(np, 'dtypes', np)).values()
+              if isinstance(cls, type) and issubclass(cls, np.dtype)]
     torch.serialization.add_safe_globals([
         ConfigDict, HistoryBuffer, argparse.Namespace, np.ndarray, np.dtype,
         (_history_buffer_getattr, 'builtins.getattr'),
@@ -124,11 +129,9 @@ def register_safe_globals() -> None:
 
 
 def _pickle_parses(f: Union[str, BinaryIO]) -> bool:
-    """Whether the file's pickle data is well formed (read, never run).
-
-    A zip checkpoint keeps it in ``*/data.pkl``; a legacy one starts with
-    four pickles (magic number, protocol, system info, the object).
-    """
+    """Whether the file's pickle data is well formed (read, never run): a
+    zip checkpoint keeps it in ``*/data.pkl``; a legacy one starts with four
+    pickles (magic number, protocol, system info, the object)."""
     try:
         with open(f, 'rb') if isinstance(f, str) else nullcontext(f) as data:
             data.seek(0)
@@ -157,8 +160,7 @@ def load_checkpoint_file(f: Union[str, os.PathLike, BinaryIO],
         f (str | PathLike | BinaryIO): A local file, or a seekable stream.
         map_location: Same as :func:`torch.load`. Defaults to None.
         unsafe_full_unpickle (bool, optional): Fully unpickle, which may run
-            code from the file. Defaults to None: ``STA_MMACTION_UNSAFE_
-            FULL_UNPICKLE`` decides.
+            code from the file. Defaults to None: :data:`UNSAFE_ENV` decides.
         name (str, optional): The file or URI, for messages. Defaults to
             None, ``f`` itself.
 
@@ -174,22 +176,20 @@ def load_checkpoint_file(f: Union[str, os.PathLike, BinaryIO],
         if not osp.isfile(f):
             raise CheckpointError(f'Checkpoint {f} does not exist (or is not '
                                   'a file); check the path.')
-    name = name or str(f)
-    unsafe = unsafe_full_unpickle
+    name, unsafe = name or str(f), unsafe_full_unpickle
     if unsafe is None:
         opt_in = os.environ.get(UNSAFE_ENV, '').strip().lower()
         unsafe = opt_in in ('1', 'true', 'yes', 'on')
     register_safe_globals()
     try:
-        checkpoint = torch.load(
-            f, map_location=map_location, weights_only=not unsafe)
+        checkpoint = torch.load(f, map_location=map_location,
+                                weights_only=not unsafe)
     except MemoryError:
         raise
     except Exception as err:  # noqa: B902  (torch raises many kinds here)
-        # A refused global is an UnpicklingError on a well-formed pickle;
-        # torch raises the unpickler's reason, which names the global, from
-        # within a message that advises switching the safety off: only the
-        # reason is passed on.
+        # A refused global is an UnpicklingError on a well-formed pickle.
+        # torch's message advises switching the safety off: only the
+        # unpickler's reason (its __context__, naming the global) is kept.
         if (not unsafe and isinstance(err, pickle.UnpicklingError)
                 and _pickle_parses(f)):
             raise UnsafeCheckpointError(
@@ -244,11 +244,9 @@ def validate_checkpoint(checkpoint: Any, name: str) -> None:
 
 
 def cached_path(url: str, model_dir: Optional[str] = None) -> str:
-    """Where a download of ``url`` is cached.
-
-    The folder is named by a hash of the whole URL: two URLs that end in the
-    same file name must never share a file, or the second would silently
-    evaluate the first one's weights.
+    """Where a download of ``url`` is cached: in a folder named by a hash of
+    the whole URL, as two URLs ending in the same file name must never share
+    a file (the second would silently evaluate the first one's weights).
 
     Args:
         url (str): The checkpoint URL.
@@ -265,16 +263,14 @@ def local_checkpoint_file(source: str) -> Optional[str]:
     """The local file that loading ``source`` (a path, or an ``http(s)``
     URL: its cached download) reads; None for other schemes and for files
     that are not there."""
-    if source.startswith(('http://', 'https://')):
-        path = cached_path(source)
-    else:
-        path = None if '://' in source else osp.abspath(
-            osp.expanduser(source))
+    path = (cached_path(source) if source.startswith(('http://', 'https://'))
+            else None if '://' in source else
+            osp.abspath(osp.expanduser(source)))
     return path if path and osp.isfile(path) else None
 
 
 def _load_from_local(filename: str, map_location: Any = None) -> dict:
-    # a function of its own: mmengine logs a loader by its name
+    # its own function: mmengine logs a loader by its name
     return load_checkpoint_file(filename, map_location)
 
 
@@ -304,8 +300,7 @@ def _download(url: str, model_dir: Optional[str], progress: bool) -> str:
     return cached
 
 
-def _load_from_http(url: str,
-                    map_location: Any = None,
+def _load_from_http(url: str, map_location: Any = None,
                     model_dir: Optional[str] = None,
                     progress: bool = os.isatty(0)) -> dict:
     """Download once (rank 0 first, the others then find it), load safely."""
@@ -314,21 +309,20 @@ def _load_from_http(url: str,
         _download(url, model_dir, progress)
     barrier()
     cached = _download(url, model_dir, progress)
-    print_log(
-        f'Checkpoint {url}: read the local file {cached}', logger='current')
+    print_log(f'Checkpoint {url}: read the local file {cached}',
+              logger='current')
     return load_checkpoint_file(
         cached, map_location, name=f'{cached} (the download of {url}; '
         'delete it to download it again)')
 
 
-def _load_from_ceph(uri: str,
-                    map_location: Any = None,
+def _load_from_ceph(uri: str, map_location: Any = None,
                     backend: str = 'petrel') -> dict:
     """Read the bytes with mmengine's file backend, then load safely."""
     from mmengine import fileio
     storage = fileio.get_file_backend(uri, backend_args={'backend': backend})
-    return load_checkpoint_file(
-        io.BytesIO(storage.get(uri)), map_location, name=uri)
+    return load_checkpoint_file(io.BytesIO(storage.get(uri)), map_location,
+                                name=uri)
 
 
 def _load_from_pavi(uri: str, map_location: Any = None) -> dict:
@@ -353,30 +347,24 @@ def _load_from_openmmlab(uri: str, map_location: Any = None) -> dict:
     if target.startswith(('http://', 'https://')):
         return _load_from_http(target, map_location)
     # mmengine reads a name that is no URL in its home folder
-    home = os.getenv(
-        mm.ENV_MMENGINE_HOME,
-        osp.join(os.getenv(mm.ENV_XDG_CACHE_HOME, mm.DEFAULT_CACHE_DIR),
-                 'mmengine'))
-    return load_checkpoint_file(
-        osp.join(osp.expanduser(home), target), map_location)
+    home = os.getenv(mm.ENV_MMENGINE_HOME, osp.join(
+        os.getenv(mm.ENV_XDG_CACHE_HOME, mm.DEFAULT_CACHE_DIR), 'mmengine'))
+    return load_checkpoint_file(osp.join(osp.expanduser(home), target),
+                                map_location)
 
 
 def install_safe_loaders() -> None:
     """Make every mmengine checkpoint scheme load weights-only by default.
 
-    Plain paths, ``http(s)://``, ``s3://``/``petrel://`` (with mmengine's
-    optional ``name:`` prefix), ``pavi://`` and ``open-mmlab://`` get loaders
-    of their own; ``mmcls://`` and ``torchvision://`` resolve to URLs and
-    call mmengine's module-level ``load_from_http``, which is replaced too.
+    ``mmcls://`` and ``torchvision://`` resolve to URLs and call mmengine's
+    module-level ``load_from_http``, so that is replaced too.
     """
     from mmengine.runner import checkpoint as mm
     register_safe_globals()
     for prefixes, loader in (
-        ('', _load_from_local),
-        (('http://', 'https://'), _load_from_http),
-        ([r'(\S+\:)?s3://', r'(\S+\:)?petrel://'], _load_from_ceph),
-        ('pavi://', _load_from_pavi),
-        (('open-mmlab://', 'openmmlab://'), _load_from_openmmlab),
-    ):
+            ('', _load_from_local), (('http://', 'https://'), _load_from_http),
+            ([r'(\S+\:)?s3://', r'(\S+\:)?petrel://'], _load_from_ceph),
+            ('pavi://', _load_from_pavi),
+            (('open-mmlab://', 'openmmlab://'), _load_from_openmmlab)):
         mm.CheckpointLoader.register_scheme(prefixes, loader, force=True)
     mm.load_from_http = _load_from_http

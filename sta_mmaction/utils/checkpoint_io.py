@@ -1,12 +1,7 @@
-"""Check a loaded checkpoint against the model, and write checkpoints.
-
-:func:`prepare_checkpoint` is the one check between a loaded file and the
-model: ``CheckpointKeysHook`` runs it inside mmengine's
-``Runner.load_checkpoint`` (before mmengine copies the weights with
-``strict=False``, which would only log a misfit), and
-:func:`load_recognizer_weights` runs it for the demo and the tools. The
-writers shape files as mmengine's Runner does, so what the demo and the tests
-load is what a trained run saves.
+"""Check a loaded checkpoint against the model with
+:func:`prepare_checkpoint` (run by ``CheckpointKeysHook`` before mmengine's
+non-strict copy, which would only log a misfit, and by
+:func:`load_recognizer_weights`); write checkpoints as mmengine's Runner does.
 """
 import logging
 import os
@@ -23,33 +18,30 @@ from torch import Tensor, nn
 
 from .checkpoint import (CheckpointError, file_sha256, local_checkpoint_file,
                          short_keys)
-from .swin_convert import (check_swin_windows, convert_swin_state_dict,
-                           describe_swin_state, is_original_swin)
+from .swin_convert import (SWIN_SIZES, check_swin_windows,
+                           convert_swin_state_dict, describe_swin_state,
+                           is_original_swin)
 from .videomae_convert import (convert_videomae_state_dict,
                                describe_videomae_state, is_original_videomae)
 
 _VIT_SIZES = {384: 'ViT-S', 768: 'ViT-B', 1024: 'ViT-L', 1280: 'ViT-H'}
 #: (embed_dims, blocks of the third stage) -> Video Swin size.
-_SWIN_SIZES = {(96, 6): 'Swin-T', (96, 18): 'Swin-S', (128, 18): 'Swin-B',
-               (192, 18): 'Swin-L'}
+_SWIN_SIZES = {(d, depths[2]): n for (d, depths), n in SWIN_SIZES.items()}
 _DATASETS = {400: ' (Kinetics-400)', 174: ' (Something-Something V2)'}
 
 
-def save_mmengine_checkpoint(state_dict: Mapping,
-                             path: str,
+def save_mmengine_checkpoint(state_dict: Mapping, path: str,
                              cfg_text: str = '',
                              meta: Optional[Dict] = None) -> str:
-    """Write a checkpoint as ``Runner.save_checkpoint`` does: its meta and
-    message hub hold numpy scalars, a ``ConfigDict`` and ``HistoryBuffer``s.
+    """Write a checkpoint as ``Runner.save_checkpoint`` does (numpy scalars,
+    a ``ConfigDict`` and ``HistoryBuffer``s in its meta and message hub);
+    return ``path``.
 
     Args:
         state_dict (Mapping): Model weights; saved on the CPU.
         path (str): Output file.
         cfg_text (str): Config text stored in the meta. Defaults to ''.
         meta (dict, optional): Extra meta entries. Defaults to None.
-
-    Returns:
-        str: ``path``.
     """
     from mmengine.config import ConfigDict
     from mmengine.logging import MessageHub
@@ -71,10 +63,10 @@ def save_mmengine_checkpoint(state_dict: Mapping,
 
 def save_converted(state_dict: Mapping, dst: str, src: str, config: str,
                    kind: str, info: Mapping) -> str:
-    """Write a converted original release file as an MMAction2 checkpoint.
-
-    The meta records the source and its SHA-256, the config, what the file
-    holds (``<kind>_conversion``) and the versions that wrote it.
+    """Write a converted original release file as an MMAction2 checkpoint
+    whose meta records the source and its SHA-256, the config, what the file
+    holds (``<kind>_conversion``) and the versions that wrote it; return
+    ``dst``.
 
     Args:
         state_dict (Mapping): MMAction2-layout weights, already checked.
@@ -83,22 +75,17 @@ def save_converted(state_dict: Mapping, dst: str, src: str, config: str,
         config (str): The config the weights were checked against.
         kind (str): ``'videomae'`` or ``'swin'``.
         info (Mapping): The converter's description of the source file.
-
-    Returns:
-        str: ``dst``.
     """
     import mmengine
 
     from ..version import __version__
-    meta = {
-        f'{kind}_conversion': dict(source=osp.abspath(src),
-                                   source_sha256=file_sha256(src),
-                                   config=osp.abspath(config), **info),
-        'sta_mmaction_version': __version__,
-        'mmengine_version': str(mmengine.__version__),
-        # str(): torch's TorchVersion would need full unpickling to load
-        'torch_version': str(torch.__version__),
-    }
+    meta = {f'{kind}_conversion': dict(source=osp.abspath(src),
+                                       source_sha256=file_sha256(src),
+                                       config=osp.abspath(config), **info),
+            'sta_mmaction_version': __version__,
+            'mmengine_version': str(mmengine.__version__),
+            # str(): torch's TorchVersion would need full unpickling to load
+            'torch_version': str(torch.__version__)}
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(dict(meta=meta, state_dict=dict(state_dict)), dst)
     return dst
@@ -107,13 +94,11 @@ def save_converted(state_dict: Mapping, dst: str, src: str, config: str,
 def strip_module_prefix(state: Mapping[str, Any],
                         source: str) -> 'OrderedDict[str, Any]':
     """The keys as mmengine loads them: one leading ``module.`` stripped.
+    Raises ``CheckpointError`` if two keys become one (``module.x``, ``x``).
 
     Args:
         state (Mapping): A state dict.
         source (str): The file or URL, for the message.
-
-    Raises:
-        CheckpointError: Two keys become one (``module.x`` and ``x``).
     """
     out: 'OrderedDict[str, Any]' = OrderedDict()
     for key, value in state.items():
@@ -132,15 +117,11 @@ def _kind(dtype: torch.dtype) -> str:
             else 'float' if dtype.is_floating_point else 'integer')
 
 
-def check_state_dict(model: nn.Module,
-                     state: Mapping[str, Any],
-                     source: str,
-                     allow_partial: bool = False) -> List[str]:
-    """Refuse a state dict that does not fill ``model`` exactly.
-
-    Every key of ``model.state_dict()`` needs a tensor of its shape whose
-    dtype casts safely (float to float, integer to integer) and whose values
-    are finite; the file may hold no other key.
+def check_state_dict(model: nn.Module, state: Mapping[str, Any],
+                     source: str, allow_partial: bool = False) -> List[str]:
+    """Refuse a state dict that does not fill ``model`` exactly: every model
+    key needs a tensor of its shape, of a dtype that casts safely (float to
+    float, integer to integer), with finite values; no other key is allowed.
 
     Args:
         model (nn.Module): The recognizer (unwrapped).
@@ -157,22 +138,18 @@ def check_state_dict(model: nn.Module,
     Raises:
         CheckpointError: The misfit keys, and a diagnosis of the file.
     """
-    state = strip_module_prefix(state, source)
-    want = model.state_dict()
+    state, want = strip_module_prefix(state, source), model.state_dict()
     missing = sorted(k for k in want if k not in state)
     unexpected = [k for k in state if k not in want]
     present = [k for k in want if k in state]
     tensors = [k for k in present if isinstance(state[k], Tensor)]
     not_tensor = [f'{k} ({type(state[k]).__name__})' for k in present
                   if k not in tensors]
-    shape = [
-        f'{k}: file {tuple(state[k].shape)}, model {tuple(want[k].shape)}'
-        for k in tensors if state[k].shape != want[k].shape
-    ]
-    dtype = [
-        f'{k}: file {state[k].dtype}, model {want[k].dtype}' for k in tensors
-        if _kind(state[k].dtype) != _kind(want[k].dtype)
-    ]
+    shape = [f'{k}: file {tuple(state[k].shape)}, model '
+             f'{tuple(want[k].shape)}' for k in tensors
+             if state[k].shape != want[k].shape]
+    dtype = [f'{k}: file {state[k].dtype}, model {want[k].dtype}'
+             for k in tensors if _kind(state[k].dtype) != _kind(want[k].dtype)]
     lines = [
         f'  {title}: {short_keys(keys, n, sep)}' for title, keys, n, sep in (
             (f"missing ({len(missing)} of the model's {len(want)} keys)",
@@ -203,10 +180,9 @@ def check_state_dict(model: nn.Module,
 
 def _backbone(state: Mapping) -> Optional[tuple]:
     """(family, embed_dims, blocks, size name) of a backbone, or None."""
-    for family, patch, blocks in (
-        ('ViT', 'projection', 'backbone.blocks.'),
-        ('Swin', 'proj', 'backbone.layers.2.blocks.'),
-    ):
+    for family, patch, blocks in (('ViT', 'projection', 'backbone.blocks.'),
+                                  ('Swin', 'proj',
+                                   'backbone.layers.2.blocks.')):
         value = state.get(f'backbone.patch_embed.{patch}.weight')
         if isinstance(value, Tensor) and value.dim() > 0:
             dims = int(value.shape[0])
@@ -256,27 +232,21 @@ def _diagnose(state: Mapping, want: Mapping, missing: List[str],
     return hints
 
 
-def prepare_checkpoint(model: nn.Module,
-                       checkpoint: Dict,
-                       source: str,
+def prepare_checkpoint(model: nn.Module, checkpoint: Dict, source: str,
                        allow_partial: bool = False) -> List[str]:
-    """Make a loaded checkpoint loadable into ``model``, or refuse it.
+    """Make a loaded checkpoint loadable into ``model``, or refuse it; return
+    the keys the file lacks (only with ``allow_partial``).
 
     An original VideoMAE or Video Swin release file is converted in place
-    (the dict is refilled with MMAction2's ``state_dict``, which mmengine
-    copies afterwards, and a ``meta`` recording the conversion); then
-    :func:`check_state_dict` runs, and Video Swin's stored window indices
-    are compared with the model's.
+    (refilled with MMAction2's ``state_dict`` and a ``meta`` recording the
+    conversion); then :func:`check_state_dict` runs, and Video Swin's stored
+    window indices are compared with the model's.
 
     Args:
         model (nn.Module): The recognizer (unwrapped).
         checkpoint (dict): What the loader returned; may be rewritten.
         source (str): The file or URL, for messages.
-        allow_partial (bool): See :func:`check_state_dict`. Defaults to
-            False.
-
-    Returns:
-        list[str]: Keys the file lacks (only with ``allow_partial``).
+        allow_partial (bool): See check_state_dict. Defaults to False.
     """
     swin = is_original_swin(checkpoint)
     if swin or is_original_videomae(checkpoint):
@@ -284,15 +254,13 @@ def prepare_checkpoint(model: nn.Module,
     state = checkpoint.get('state_dict', checkpoint)
     missing = check_state_dict(model, state, source, allow_partial)
     if swin:
-        check_swin_windows(
-            strip_module_prefix(state, source), model.state_dict(), source)
+        check_swin_windows(strip_module_prefix(state, source),
+                           model.state_dict(), source)
     if missing:
         print_log(
             f'Partial load of {source} (allow_partial_load): {len(missing)} '
             f'of the model\'s keys keep their initial (random) weights: '
-            f'{short_keys(missing)}',
-            logger='current',
-            level=logging.WARNING)
+            f'{short_keys(missing)}', logger='current', level=logging.WARNING)
     return missing
 
 
@@ -308,46 +276,35 @@ def _convert_in_place(model: nn.Module, checkpoint: Dict, source: str,
                   f'{info["final_norm"]}.*')
     else:
         info = describe_videomae_state(checkpoint)
-        state = convert_videomae_state_dict(checkpoint, model)
-        meta = None
+        state, meta = convert_videomae_state_dict(checkpoint, model), None
         pos = state.get('backbone.pos_embed', torch.empty(0)).shape
         detail = (f'ViT embed_dims={info["embed_dims"]} x {info["depth"]} '
                   'blocks; ' + ('position table copied from the file'
                                 if info['learnable_pos_embed'] else
                                 f'pos_embed {tuple(pos)} filled with '
                                 "MMAction2's sine-cosine table"))
-    kind = 'swin' if swin else 'videomae'
     checkpoint.clear()
     checkpoint['state_dict'] = state
-    checkpoint['meta'] = {
-        **(meta if isinstance(meta, Mapping) else {}),
-        f'{kind}_conversion': info
-    }
-    where = (f'under {info["wrapper"]!r}'
-             if info['wrapper'] else 'at the top level')
+    checkpoint['meta'] = {**(meta if isinstance(meta, Mapping) else {}),
+                          f'{"swin" if swin else "videomae"}_conversion': info}
+    where = (f'under {info["wrapper"]!r}' if info['wrapper'] else
+             'at the top level')
     print_log(
         f'Converted an original {"Video Swin" if swin else "VideoMAE"} '
         f'checkpoint in memory ({source}): {info["tensors"]} tensors {where}, '
-        f'{info["num_classes"]} classes, {detail}.',
-        logger='current')
+        f'{info["num_classes"]} classes, {detail}.', logger='current')
 
 
-def load_recognizer_weights(model: nn.Module,
-                            checkpoint: str,
+def load_recognizer_weights(model: nn.Module, checkpoint: str,
                             allow_partial: bool = False) -> Dict:
     """Load a checkpoint file or URL into a recognizer as ``tools/test.py``
-    does (mmengine's loaders, :func:`prepare_checkpoint`), or refuse it.
+    does (mmengine's loaders, :func:`prepare_checkpoint`), or refuse it with
+    a ``CheckpointError``; return the loaded (possibly converted) file.
 
     Args:
         model (nn.Module): The built recognizer.
         checkpoint (str): Path or URL.
         allow_partial (bool): Let model keys be missing. Defaults to False.
-
-    Returns:
-        dict: The loaded (possibly converted) checkpoint.
-
-    Raises:
-        CheckpointError: The file cannot be read or does not fit the model.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
@@ -356,7 +313,7 @@ def load_recognizer_weights(model: nn.Module,
         strip_module_prefix(ckpt.get('state_dict', ckpt), checkpoint),
         strict=not allow_partial)
     local = local_checkpoint_file(checkpoint)
-    record = f' (file {local}, sha256 {file_sha256(local)[:12]})' \
-        if local else ''
+    record = (f' (file {local}, sha256 {file_sha256(local)[:12]})'
+              if local else '')
     print_log(f'Loaded {checkpoint}{record}', logger='current')
     return ckpt

@@ -1,11 +1,7 @@
-"""Make the PyPI mmaction2 1.2.0 wheel importable.
-
-The wheel ships ``mmaction/models/localizers/__init__.py``, which imports
-``.drn.drn.DRN``, but not the ``drn`` package itself, so ``import
-mmaction.models`` fails. When (and only when) that folder is missing, a
-placeholder module is put in ``sys.modules``; it provides a ``DRN`` that
-explains the gap if anyone builds it. A source install of mmaction2, which has
-the folder, is left untouched.
+"""Make the PyPI mmaction2 1.2.0 wheel importable: its
+``mmaction/models/localizers/__init__.py`` imports ``.drn.drn.DRN`` but the
+``drn`` package is missing. Only then a placeholder whose ``DRN`` explains
+the gap is put in ``sys.modules``; a source install is left untouched.
 """
 import importlib.util
 import os.path as osp
@@ -35,21 +31,15 @@ def drn_is_missing() -> bool:
 
 
 def patch_missing_drn() -> bool:
-    """Provide ``mmaction.models.localizers.drn`` if the wheel lacks it.
-
-    Returns:
-        bool: True if the placeholder was installed (now or before).
-    """
+    """Provide ``mmaction.models.localizers.drn`` if the wheel lacks it;
+    return whether the placeholder is installed (now or before)."""
     if _DRN_PKG in sys.modules:
         return getattr(sys.modules[_DRN_PKG], '_sta_placeholder', False)
     if not drn_is_missing():
         return False
     pkg = types.ModuleType(_DRN_PKG)
-    pkg.__path__ = []  # a package, so that ``.drn.drn`` resolves
-    pkg._sta_placeholder = True
+    pkg.__path__, pkg._sta_placeholder = [], True  # a package: .drn resolves
     mod = types.ModuleType(_DRN_PKG + '.drn')
-    mod.DRN = _MissingDRN
-    pkg.drn = mod
-    sys.modules[_DRN_PKG] = pkg
-    sys.modules[_DRN_PKG + '.drn'] = mod
+    mod.DRN, pkg.drn = _MissingDRN, mod
+    sys.modules[_DRN_PKG], sys.modules[_DRN_PKG + '.drn'] = pkg, mod
     return True

@@ -1,39 +1,19 @@
 """Read checkpoints in the original VideoMAE release format.
 
-MMAction2 republishes VideoMAE weights only for Kinetics-400 ViT-B and ViT-L.
-The other rows (SSV2 ViT-S/B/L, ViT-H on Kinetics-400) exist only as files
-written by VideoMAE's own fine-tuning code. Their layout:
+MMAction2 republishes only K400 ViT-B/L; the other rows (SSV2 ViT-S/B/L, K400
+ViT-H) exist only as files of VideoMAE's own fine-tuning code. Their state
+dict sits under ``'model'`` or ``'module'`` (DeepSpeed, fp16: cast on load)
+or is the file itself; MMAction2 puts its keys under ``backbone.`` except::
 
-* the state dict sits under ``'model'`` or ``'module'`` (DeepSpeed), or is the
-  file itself, and its keys may carry a leading ``'module.'``;
-* the keys are those of VideoMAE's ``modeling_finetune.VisionTransformer``
-  without a ``backbone.`` prefix, and three names are spelled differently::
+    patch_embed.proj.*  -> backbone.patch_embed.projection.*
+    blocks.i.mlp.fc1.*  -> backbone.blocks.i.mlp.layers.0.0.*
+    blocks.i.mlp.fc2.*  -> backbone.blocks.i.mlp.layers.1.*
+    head.{weight,bias}  -> cls_head.fc_cls.{weight,bias}
 
-      patch_embed.proj.*      -> backbone.patch_embed.projection.*
-      blocks.i.mlp.fc1.*      -> backbone.blocks.i.mlp.layers.0.0.*
-      blocks.i.mlp.fc2.*      -> backbone.blocks.i.mlp.layers.1.*
-      blocks.i.{norm1,norm2,attn.*,gamma_1,gamma_2}, fc_norm.*, norm.*
-                              -> backbone.<same name>
-      head.{weight,bias}      -> cls_head.fc_cls.{weight,bias}
-
-* the fixed sine-cosine position table is not stored (VideoMAE keeps it as a
-  plain attribute); MMAction2 keeps it as the ``pos_embed`` buffer, so it is
-  filled here with MMAction2's ``get_sinusoid_encoding`` for the target
-  model's token count. A learnable table (``pos_embed`` in the file) is
-  copied instead;
-* DeepSpeed files hold fp16 weights: they are kept as stored, and
-  ``load_state_dict`` casts them to the model's dtype.
-
-The conversion is checked against the model it is meant for, so a file of the
-wrong size, dataset or layout is refused with the offending keys named rather
-than half-loaded. In particular a classifier whose class count differs from
-the config's ``cls_head.num_classes`` is an error: a head fine-tuned on
-another label set would give meaningless accuracy, so pick the config of the
-dataset the checkpoint was fine-tuned on.
-
-Only plain functions live here;
-``tools/model_converters/convert_videomae_checkpoint.py``
-writes converted files and ``CheckpointKeysHook`` converts in memory.
+The fixed sine-cosine position table is not stored; MMAction2's
+``pos_embed`` buffer is filled for the target's token count. The result is
+checked against the target model, so a file of the wrong size, dataset
+(class count) or layout is refused with the keys named, never half-loaded.
 """
 import re
 from collections import OrderedDict
@@ -41,18 +21,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, _find_state, _strip_module
 from .checkpoint import short_keys as _short
 
-#: Where original files keep their state dict, in the order they are tried
-#: (VideoMAE's own loader tries ``model`` then ``module``).
+#: Where files keep their state dict, tried in order (as VideoMAE does).
 WRAPPER_KEYS = ('model', 'module', 'state_dict')
+_MARKER = 'patch_embed.proj.weight'  # identifies the original layout
 
-#: The key that identifies the original layout.
-_MARKER = 'patch_embed.proj.weight'
-
-_B = 'backbone.'
-_HEAD = 'cls_head.fc_cls.'
+_B, _HEAD = 'backbone.', 'cls_head.fc_cls.'
 
 # (original key pattern, MMAction2 recognizer key template)
 _RULES = [
@@ -74,70 +50,40 @@ _RULES = [(re.compile(p + '$'), r) for p, r in _RULES]
 Target = Union[nn.Module, Mapping[str, Tensor]]
 
 
-def _strip_module(state: Mapping) -> Dict[str, Any]:
-    """Drop a ``module.`` prefix that every key carries (DDP saves)."""
-    keys = [k for k in state if isinstance(k, str)]
-    if keys and all(k.startswith('module.') for k in keys):
-        return {k[len('module.'):]: v for k, v in state.items()}
-    return dict(state)
-
-
 def _looks_original(state: Any) -> bool:
     return isinstance(state, Mapping) and _MARKER in _strip_module(state)
 
 
 def find_videomae_state(
         checkpoint: Any) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """The original-format state dict inside a loaded file, and where it was.
-
-    Args:
-        checkpoint: What ``torch.load`` returned.
-
-    Returns:
-        tuple: The state dict with any ``module.`` prefix removed (or None if
-        the file is not in the original layout) and the wrapper key it sat
-        under (None when the file is the state dict itself).
-    """
-    if not isinstance(checkpoint, Mapping):
-        return None, None
-    for key in WRAPPER_KEYS:
-        if _looks_original(checkpoint.get(key)):
-            return _strip_module(checkpoint[key]), key
-    if _looks_original(checkpoint):
-        return _strip_module(checkpoint), None
-    return None, None
+    """The original-format state dict in a loaded file (``module.``
+    stripped; None if there is none) and its wrapper key (None at the top
+    level)."""
+    return _find_state(checkpoint, WRAPPER_KEYS, _looks_original)
 
 
 def is_original_videomae(checkpoint: Any) -> bool:
-    """Whether a loaded file holds an original-format VideoMAE classifier.
-
-    MMAction2 checkpoints (``backbone.patch_embed.projection.weight``) and
-    VideoMAE pre-training checkpoints (``encoder.patch_embed.proj.weight``)
-    are not.
-    """
+    """Whether a loaded file holds an original-format VideoMAE classifier
+    (MMAction2 and VideoMAE pre-training checkpoints do not)."""
     return find_videomae_state(checkpoint)[0] is not None
 
 
 def describe_videomae_state(checkpoint: Any) -> Dict[str, Any]:
-    """What an original-format file holds, for logs and the converted meta.
+    """What an original-format file holds, for logs and the converted meta;
+    ``CheckpointError`` if the file is not in the original layout.
 
     Returns:
         dict: ``wrapper`` (key the state sat under, or None), ``tensors``,
         ``embed_dims``, ``depth``, ``num_classes`` (None without a head),
         ``layer_scale`` (gamma_1/gamma_2 present) and ``learnable_pos_embed``.
-
-    Raises:
-        CheckpointError: The file is not in the original layout.
     """
     state, wrapper = _require_state(checkpoint)
-    head = state.get('head.weight')
-    marker = state[_MARKER]
+    head, marker = state.get('head.weight'), state[_MARKER]
     return dict(
         wrapper=wrapper,
         tensors=sum(isinstance(v, Tensor) for v in state.values()),
-        embed_dims=int(marker.shape[0])
-        if isinstance(marker, Tensor) else None,
-        depth=_depth(state),
+        embed_dims=(int(marker.shape[0]) if isinstance(marker, Tensor)
+                    else None), depth=_depth(state),
         num_classes=int(head.shape[0]) if isinstance(head, Tensor) else None,
         layer_scale=any(str(k).endswith('.gamma_1') for k in state),
         learnable_pos_embed='pos_embed' in state)
@@ -158,11 +104,8 @@ def _require_state(checkpoint: Any) -> Tuple[Dict[str, Any], Optional[str]]:
         raise CheckpointError(
             'Not an original VideoMAE checkpoint: expected a dict holding '
             f'{_MARKER!r}, got a {type(checkpoint).__name__}.')
-    keys = [str(k) for k in checkpoint]
-    hint = ''
-    if any(
-            k.endswith('encoder.patch_embed.proj.weight')
-            for k in _nested(checkpoint)):
+    keys, hint = [str(k) for k in checkpoint], ''
+    if any(k.endswith('encoder.' + _MARKER) for k in _nested(checkpoint)):
         hint = (' It looks like a VideoMAE pre-training checkpoint '
                 '(encoder/decoder); STA evaluates fine-tuned classifiers, so '
                 'use the fine-tuned release of the same model.')
@@ -193,9 +136,8 @@ def map_videomae_key(key: str) -> Optional[str]:
 
 
 def _shape(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return str(tuple(value.shape))
-    return f'a {type(value).__name__}, not a tensor'
+    return (str(tuple(value.shape)) if isinstance(value, Tensor) else
+            f'a {type(value).__name__}, not a tensor')
 
 
 def convert_videomae_state_dict(checkpoint: Any,
@@ -203,50 +145,34 @@ def convert_videomae_state_dict(checkpoint: Any,
     """Convert an original VideoMAE file to a recognizer state dict.
 
     Args:
-        checkpoint: A loaded original-format file: the state dict itself, or
-            a dict holding it under ``'model'``, ``'module'`` or
-            ``'state_dict'``; keys may carry a leading ``'module.'``.
-        target (nn.Module | Mapping[str, Tensor]): The recognizer the result
-            is for (``Recognizer3D`` with a ``VisionTransformer``/``STAViT``
-            backbone and a ``TimeSformerHead``), or its state dict. Its keys
-            and shapes are the contract: its ``backbone.pos_embed`` shape
-            ``(1, N, C)`` sets the size of the filled position table.
+        checkpoint: A loaded original-format file (see :data:`WRAPPER_KEYS`).
+        target (nn.Module | Mapping[str, Tensor]): The recognizer (ViT
+            backbone, ``TimeSformerHead``) or its state dict: its keys and
+            shapes are the contract; ``backbone.pos_embed`` ``(1, N, C)``
+            sets the size of the filled position table.
 
     Returns:
-        OrderedDict[str, Tensor]: Keys ``backbone.*`` and ``cls_head.fc_cls.*``
-        in the target's order, exactly the target's keys, so
-        ``load_state_dict(..., strict=True)`` succeeds. Tensors keep the
-        file's dtype (``load_state_dict`` casts them).
-
-    Raises:
-        CheckpointError: The file is not in the original layout, or it does
-            not fit ``target``: the message lists the missing, unexpected and
-            wrongly shaped keys, and names both class counts when only the
-            classifier differs.
+        OrderedDict[str, Tensor]: Exactly the target's keys, in its order, so
+        a strict ``load_state_dict`` succeeds; tensors keep the file's dtype.
+        ``CheckpointError`` names the keys if the file does not fit.
     """
     from mmaction.models.backbones.vit_mae import get_sinusoid_encoding
 
     state, _ = _require_state(checkpoint)
     model = target if isinstance(target, nn.Module) else None
-    want = (model.state_dict() if model is not None else dict(target))
-
-    converted: Dict[str, Any] = {}
-    origin: Dict[str, str] = {}  # MMAction2 key -> original key
-    unknown = []
+    want = model.state_dict() if model is not None else dict(target)
+    converted, origin, unknown = {}, {}, []  # origin: new key -> original
     for key, value in state.items():
         new = map_videomae_key(key) if isinstance(key, str) else None
         if new is None:
             unknown.append(str(key))
         else:
-            converted[new] = value
-            origin[new] = key
-
+            converted[new], origin[new] = value, key
     pos = _B + 'pos_embed'
     if pos in want and pos not in converted:
-        learnable = model is not None and isinstance(
-            getattr(getattr(model, 'backbone', None), 'pos_embed', None),
-            nn.Parameter)
-        if learnable:
+        if model is not None and isinstance(
+                getattr(getattr(model, 'backbone', None), 'pos_embed', None),
+                nn.Parameter):  # a learnable table the file lacks
             raise CheckpointError(
                 'The model learns its position embeddings '
                 '(use_learnable_pos_emb=True) but the file stores none: the '
@@ -254,19 +180,15 @@ def convert_videomae_state_dict(checkpoint: Any,
                 'Set model.backbone.use_learnable_pos_emb=False.')
         _, n, c = want[pos].shape
         converted[pos] = get_sinusoid_encoding(n, c)  # (1, N, C)
-
     missing = [k for k in want if k not in converted]
     unexpected = unknown + [origin[k] for k in converted if k not in want]
-    wrong = [
-        f'{k}: file {_shape(converted[k])} vs model {tuple(want[k].shape)}'
-        for k in want
-        if k in converted and (not isinstance(converted[k], Tensor)
-                               or converted[k].shape != want[k].shape)
-    ]
+    wrong = [f'{k}: file {_shape(converted[k])} vs model '
+             f'{tuple(want[k].shape)}' for k in want if k in converted and (
+                 not isinstance(converted[k], Tensor)
+                 or converted[k].shape != want[k].shape)]
     if missing or unexpected or wrong:
-        raise CheckpointError(
-            _mismatch_message(state, converted, want, missing, unexpected,
-                              wrong))
+        raise CheckpointError(_mismatch_message(state, converted, want,
+                                                missing, unexpected, wrong))
     return OrderedDict((k, converted[k]) for k in want)
 
 
@@ -280,11 +202,9 @@ def _mismatch_message(state, converted, want, missing, unexpected,
         lines.append(f'  unexpected ({len(unexpected)} keys of the file, '
                      f'original names): {_short(unexpected)}')
     if wrong:
-        shapes = _short(wrong, 5, sep='; ')
-        lines.append(f'  wrong shape ({len(wrong)}): {shapes}')
-
-    head_w = converted.get(_HEAD + 'weight')
-    want_w = want.get(_HEAD + 'weight')
+        lines.append(f'  wrong shape ({len(wrong)}): '
+                     f"{_short(wrong, 5, sep='; ')}")
+    head_w, want_w = (d.get(_HEAD + 'weight') for d in (converted, want))
     if (isinstance(head_w, Tensor) and want_w is not None and head_w.dim() == 2
             and head_w.shape[1] == want_w.shape[1]
             and head_w.shape[0] != want_w.shape[0]):
@@ -293,8 +213,8 @@ def _mismatch_message(state, converted, want, missing, unexpected,
             f'model has {want_w.shape[0]} (cls_head.num_classes). Use the '
             'config of the dataset the checkpoint was fine-tuned on '
             '(400: Kinetics-400, 174: Something-Something V2).')
-    patch = converted.get(_B + 'patch_embed.projection.weight')
-    want_p = want.get(_B + 'patch_embed.projection.weight')
+    patch, want_p = (d.get(_B + 'patch_embed.projection.weight')
+                     for d in (converted, want))
     if (isinstance(patch, Tensor) and want_p is not None
             and (patch.shape[0] != want_p.shape[0]
                  or _depth(state) != _depth(want, _B))):

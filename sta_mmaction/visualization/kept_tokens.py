@@ -1,12 +1,10 @@
 """Kept-token pictures (the paper's Figure 3) and GIFs.
 
-One view of a video goes through the config's own MMAction2 test pipeline
-(decord, sampling, resize), reduced to one clip and one center crop. The STA
-backbone's ``forward_pruned`` gives, per prune point, the positions of the
-surviving tokens, and its ``kept_grids`` maps them to cells of the view's
-token grid: a tubelet x patch (for Video Swin, a cell of the stage's grid).
-The picture has the sampled frames in columns and, in rows, the input and
-then each prune point with the pruned cells blanked.
+One view of a video (the config's test pipeline, one clip, one center crop)
+goes through the STA backbone's ``forward_pruned``; ``kept_grids`` maps the
+surviving tokens of each prune point to cells of the view's token grid. The
+picture has the frames in columns and, in rows, the input and then each
+prune point with the pruned cells blanked.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,9 +33,8 @@ def load_view(cfg: Config, video: str) -> Tuple[np.ndarray, Dict]:
         video (str): Video file.
 
     Returns:
-        tuple: the view's frames as (T, H, W, 3) uint8 RGB, exactly the
-        pixels the model sees before normalisation, and the packed sample
-        (``inputs`` and ``data_samples``) ready for the data preprocessor.
+        tuple: the view's (T, H, W, 3) uint8 RGB frames as the model sees
+        them before normalisation, and the packed sample.
     """
     if not osp.isfile(video):
         raise FileNotFoundError(f'video {video!r} does not exist.')
@@ -66,9 +63,8 @@ def point_names(backbone: nn.Module) -> List[str]:
     return [f'stage {s} input' for s in (2, 3, 4)]  # STASwin3D
 
 
-def kept_masks(
-        backbone: nn.Module, x: torch.Tensor
-) -> Tuple[List[np.ndarray], int, List[Dict], torch.Tensor]:
+def kept_masks(backbone: nn.Module, x: torch.Tensor
+               ) -> Tuple[List[np.ndarray], int, List[Dict], torch.Tensor]:
     """Run ``forward_pruned`` and turn kept positions into cell masks.
 
     Args:
@@ -76,10 +72,9 @@ def kept_masks(
         x (Tensor): (1, C, T, H, W) view.
 
     Returns:
-        tuple: per prune point a (D, h, w) bool mask of kept cells (D
-        temporal slices, h x w the point's grid), the frames per slice, per
-        point a dict with ``kept`` and ``total`` token counts, and the
-        pooled features of ``forward_pruned``.
+        tuple: per prune point a (D, h, w) bool mask of kept cells, the
+        frames per slice, per point ``kept`` and ``total`` token counts, and
+        the pooled features.
     """
     if not hasattr(backbone, 'forward_pruned'):
         raise ValueError(
@@ -112,22 +107,17 @@ def blank_pruned(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def frame_columns(num_frames: int,
-                  stride: int,
+def frame_columns(num_frames: int, stride: int,
                   all_frames: bool = False) -> List[int]:
     """Frames to draw: the first of each temporal slice, or all."""
     return list(range(num_frames)) if all_frames else list(
         range(0, num_frames, stride))
 
 
-def draw_kept_tokens(frames: np.ndarray,
-                     masks: Sequence[np.ndarray],
-                     stride: int,
-                     out_file: str,
-                     row_names: Sequence[str],
-                     title: str = '',
-                     all_frames: bool = False) -> str:
-    """Draw the figure: frames in columns, input + prune points in rows.
+def draw_kept_tokens(frames: np.ndarray, masks: Sequence[np.ndarray],
+                     stride: int, out_file: str, row_names: Sequence[str],
+                     title: str = '', all_frames: bool = False) -> str:
+    """Draw frames in columns, input + prune points in rows; returns the PNG.
 
     Args:
         frames (np.ndarray): (T, H, W, 3) uint8 view.
@@ -138,9 +128,6 @@ def draw_kept_tokens(frames: np.ndarray,
         title (str): Figure title. Defaults to ''.
         all_frames (bool): One column per frame instead of one per temporal
             slice. Defaults to False.
-
-    Returns:
-        str: ``out_file``.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -150,10 +137,8 @@ def draw_kept_tokens(frames: np.ndarray,
     h, w = frames.shape[1:3]
     cell = 1.1
     fig, axes = plt.subplots(
-        rows,
-        len(cols),
-        figsize=(cell * len(cols) * w / h + 1.2, cell * rows + 0.8),
-        squeeze=False)
+        rows, len(cols), squeeze=False,
+        figsize=(cell * len(cols) * w / h + 1.2, cell * rows + 0.8))
     for c, f in enumerate(cols):
         axes[0, c].imshow(frames[f])
         axes[0, c].set_title(f'frame {f}', fontsize=7)
@@ -172,14 +157,10 @@ def draw_kept_tokens(frames: np.ndarray,
     return out_file
 
 
-def animate_kept_tokens(frames: np.ndarray,
-                        masks: Sequence[np.ndarray],
-                        stride: int,
-                        out_file: str,
-                        row_names: Sequence[str],
-                        title: str = '',
-                        fps: int = 4) -> str:
-    """A GIF: every frame of the view, the input beside each prune point.
+def animate_kept_tokens(frames: np.ndarray, masks: Sequence[np.ndarray],
+                        stride: int, out_file: str, row_names: Sequence[str],
+                        title: str = '', fps: int = 4) -> str:
+    """Write a GIF of the view, the input beside each prune point; returns it.
 
     Args:
         frames (np.ndarray): (T, H, W, 3) uint8 view.
@@ -189,9 +170,6 @@ def animate_kept_tokens(frames: np.ndarray,
         row_names (Sequence[str]): Label of each prune point's panel.
         title (str): Title. Defaults to ''.
         fps (int): Frames per second. Defaults to 4.
-
-    Returns:
-        str: ``out_file``.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -222,13 +200,9 @@ def animate_kept_tokens(frames: np.ndarray,
     return out_file
 
 
-def visualize_video(model: nn.Module,
-                    cfg: Config,
-                    video: str,
-                    out_file: str,
-                    gif_file: Optional[str] = None,
-                    title: str = '',
-                    all_frames: bool = False) -> Dict:
+def visualize_video(model: nn.Module, cfg: Config, video: str,
+                    out_file: str, gif_file: Optional[str] = None,
+                    title: str = '', all_frames: bool = False) -> Dict:
     """Kept-token picture (and GIF) of one video for a built recognizer.
 
     Args:
@@ -253,10 +227,8 @@ def visualize_video(model: nn.Module,
     with torch.no_grad():
         scores = model.cls_head(feats).softmax(-1)[0]  # (classes, )
     top5 = scores.topk(min(5, scores.numel())).indices.tolist()
-    names = [
-        f'{n}\n{c["kept"]}/{c["total"]} kept'
-        for n, c in zip(point_names(backbone), counts)
-    ]
+    names = [f'{n}\n{c["kept"]}/{c["total"]} kept'
+             for n, c in zip(point_names(backbone), counts)]
     r = getattr(backbone, 'drop_number', None)
     full_title = (f'{title}\n{osp.basename(video)}, view '
                   f'{tuple(x.shape[1:])}, {type(backbone).__name__} r={r}, '
@@ -272,12 +244,6 @@ def visualize_video(model: nn.Module,
         (f' and {gif_file}' if gif_file else '') + '; kept per point: ' +
         ', '.join(f'{c["kept"]}/{c["total"]}' for c in counts),
         logger='current')
-    return dict(
-        png=out_file,
-        gif=gif_file,
-        backbone=type(backbone).__name__,
-        drop_number=r,
-        strategy=getattr(backbone, 'strategy', None),
-        counts=counts,
-        shape=tuple(x.shape),
-        top5=top5)
+    return dict(png=out_file, gif=gif_file, backbone=type(backbone).__name__,
+                drop_number=r, strategy=getattr(backbone, 'strategy', None),
+                counts=counts, shape=tuple(x.shape), top5=top5)

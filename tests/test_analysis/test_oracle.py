@@ -6,7 +6,7 @@ from mmaction.models.backbones.vit_mae import VisionTransformer
 from torch import nn
 
 from sta_mmaction.analysis import analytic_swin_flops, count_flops
-from sta_mmaction.analysis.benchmark import oracle_twin
+from sta_mmaction.analysis.speed import oracle_twin
 from sta_mmaction.core import (NEEDS_KEYS, STRATEGIES, first_select,
                                group_schedule, select_tokens)
 from sta_mmaction.models import STASwin3D, STAViT

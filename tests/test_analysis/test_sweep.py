@@ -17,7 +17,7 @@ from mmaction.registry import MODELS
 
 from sta_mmaction.analysis import (backbone_report, drop_numbers_of,
                                    flops_sweep, stock_copy)
-from sta_mmaction.analysis.benchmark import build_variants
+from sta_mmaction.analysis.speed import build_variants
 from sta_mmaction.models import STASwin3D, STAViT, apply_pruning, pruning_of
 
 from ..conftest import ROOT

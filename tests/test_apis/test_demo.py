@@ -77,7 +77,7 @@ def test_demo_end_to_end_reduced(tmp_path):
         sys.executable,
         osp.join(ROOT, 'tools', 'demo.py'), '--work-dir',
         str(work_dir), '--num-clips-per-class', '1', '--drop-number', '16',
-        '--repeats', '1', '--warmup', '0', '--cfg-options',
+        '--repeats', '1', '--cfg-options',
         'model.backbone.img_size=112',
         'test_dataloader.dataset.pipeline.3.short_side=112',
         'test_dataloader.dataset.pipeline.4.crop_size=112'

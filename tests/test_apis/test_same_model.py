@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 
 from sta_mmaction.analysis import flops_sweep
-from sta_mmaction.analysis.benchmark import build_variants
+from sta_mmaction.analysis.speed import build_variants
 from sta_mmaction.apis import configure_test, run_test
 from sta_mmaction.apis.demo import (run_demo, save_random_checkpoint,
                                     visualize_config)
@@ -96,7 +96,6 @@ def test_every_tool_runs_the_hooks_model(setup):
         checkpoint=setup['ckpt'],
         work_dir=str(root / 'demo'),
         repeats=1,
-        warmup=0,
         data_root=data['video_root'],
         ann_file=data['ann_file'])
     pruned = summary['rows'][1]

@@ -11,7 +11,7 @@ from ..conftest import ROOT
 #: Tools whose other tests call the package, not the script.
 HELP_ONLY = [
     'visualize_tokens.py', 'model_converters/convert_videomae_checkpoint.py',
-    'analysis_tools/benchmark.py', 'analysis_tools/benchmark_swin_cpu.py'
+    'analysis_tools/benchmark.py'
 ]
 
 

@@ -1,133 +1,126 @@
-"""Every speed variant of a backbone side by side, in one run.
+"""Speed and memory of every variant of a backbone, side by side.
 
     python tools/analysis_tools/benchmark.py --model vit-s --threads 1 \
-        --repeats 7 --amp bf16
-    python tools/analysis_tools/benchmark.py --model swin-t --threads 1 \
-        --repeats 5
+        --drop-numbers 0 64 --compile 64
+    python tools/analysis_tools/benchmark.py --model swin-t --threads 1
     python tools/analysis_tools/benchmark.py --model vit-b --device cuda \
-        --batch-size 32 --amp bf16 --amp-only --warmup 50 --repeats 30
+        --batch-size 32 --amp bf16 --amp-only --number 10 --compile 64
 
-One backbone is built (random weights) from ``--model``'s config or the
-given one, and copies with the same weights are timed on one random clip:
-MMAction2's stock backbone in float32, STA at each ``--drop-numbers`` with
-the explicit attention and with ``fused_attention=True``, an oracle of each
-pruned one (the same blocks on the token counts STA keeps, the survivors
-sliced by position with no scoring: the physical limit of pruning), for
-Video Swin STA's path at r=0, and with ``--amp`` / ``--compile`` those
-variants again. After ``--warmup`` runs the ``--repeats`` are interleaved
-across all variants; medians are reported.
-
-Columns: ms per clip on the wall clock and in process CPU time, clips/s,
-peak forward memory (tensor memory alive at once above the start: CUDA's
-allocator peak, or on the CPU the torch profiler's allocation events), the
-speed-up over the stock backbone in float32 and over the fastest r=0 row,
-and STA's time over its oracle's. With ``--threads 1`` on the CPU, clips/s,
-speed-ups and targets are taken on the process CPU time (the forward's own
-compute, steady on a loaded machine), else on the wall clock. Then the
-issue's targets with pass/fail, and for Video Swin where each r=0 forward's
-time goes (Amdahl's bound). The JSON (with every timed run and the 1-minute
-load average) and a PNG go to ``--out-dir``. The logic is
-:func:`sta_mmaction.analysis.benchmark.run_speed_benchmark`.
+Prints the ``torch.utils.benchmark.Compare`` table, a row per variant (ms per
+clip, clips/s, peak memory, x stock fp32, x best r=0, STA / oracle), the
+environment and, for Video Swin on the CPU, where an r=0 forward's time goes;
+writes ``<out-dir>/<model or config>.json``. The figures: ``docs/speed.md``.
 """
 import argparse
+import json
+import os
 import os.path as osp
 
-import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
+import sta_mmaction  # noqa: F401  (first: patches mmaction, registers)
 import torch
-from mmengine.config import DictAction
 from mmaction.utils import register_all_modules
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
-from sta_mmaction.analysis.benchmark import (MODEL_CONFIGS, model_config,
-                                             run_speed_benchmark)
+from sta_mmaction.analysis.speed import TINY, setup_cpu, speed_benchmark
+from sta_mmaction.analysis.table import format_table
 from sta_mmaction.apis import run_cli
+from sta_mmaction.models import pruning_of, sta_class
 
+#: The checkout, for ``--model``'s configs.
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MODELS = {name: f'sta_{name.replace("-", "")}_k400_r0.py' for name in (
+    'vit-s', 'vit-b', 'vit-l', 'vit-h', 'swin-t', 'swin-s', 'swin-b')}
+COLUMNS = (('gflops', 'GFLOPs', '.2f'), ('ms', 'ms/clip', '.2f'),
+           ('clips_per_s', 'clips/s', '.2f'), ('peak_mem_mb', 'peak MiB',
+                                               '.1f'),
+           ('speedup_vs_stock', 'x stock fp32', '.2f'),
+           ('speedup_vs_best_r0', 'x best r=0', '.2f'),
+           ('oracle_ratio', 'STA/oracle', '.3f'))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Speed and memory of every variant of a backbone')
-    parser.add_argument(
-        'config', nargs='?', help='config file (or use --model)')
-    parser.add_argument(
-        '--model', help=f'one of {", ".join(MODEL_CONFIGS)} (our configs)')
-    parser.add_argument(
-        '--drop-numbers',
-        type=int,
-        nargs='+',
-        help='r to time; defaults to 0 32 48 64 (ViT) or 0 320 (Swin)')
-    parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument(
-        '--device',
-        default='cuda' if torch.cuda.is_available() else 'cpu',
-        help='cpu or cuda; defaults to cuda when present')
-    parser.add_argument(
-        '--amp',
-        choices=['fp16', 'bf16'],
-        help='also run every variant under this autocast')
-    parser.add_argument(
-        '--amp-only',
-        action='store_true',
-        help='with --amp: STA and oracle variants under --amp only')
-    parser.add_argument(
-        '--compile',
-        action='store_true',
-        help='add torch.compile-d fused STA rows ("not supported" for '
-        'pruned or fused Video Swin)')
-    parser.add_argument(
-        '--clip',
-        type=int,
-        nargs=3,
-        metavar=('T', 'H', 'W'),
-        help='clip shape; defaults to the config\'s test view')
-    parser.add_argument(
-        '--breakdown-repeats',
-        type=int,
-        help='Swin on the CPU: r=0 forwards timed part by part per '
-        'attention path (default 2; 0 skips)')
-    parser.add_argument('--threads', type=int, help='torch CPU threads')
-    parser.add_argument(
-        '--flush-denormal',
-        action='store_true',
-        help='flush subnormal floats to zero on the CPU, for every variant')
-    parser.add_argument(
-        '--tiny',
-        action='store_true',
-        help='shrink backbone, clip and drop numbers: a seconds-long check '
-        'of every step')
-    parser.add_argument(
-        '--out-dir',
-        default='work_dirs/benchmark',
-        help='where the JSON and the PNG go')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, help='config overrides')
-    return parser.parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config', nargs='?', help='config file (or --model)')
+    p.add_argument('--model', choices=sorted(MODELS), help='our r=0 config')
+    p.add_argument('--drop-numbers', type=int, nargs='+',
+                   help='default 0 32 48 64 (ViT) or 0 320 (Swin)')
+    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=5,
+                   help='interleaved rounds per variant')
+    p.add_argument('--number', type=int, default=1,
+                   help='timed forwards per round')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                   else 'cpu')
+    p.add_argument('--amp', choices=['fp16', 'bf16'])
+    p.add_argument('--amp-only', action='store_true',
+                   help='STA and oracle rows under --amp only')
+    p.add_argument('--compile', type=int, nargs='*', metavar='R',
+                   help='compiled fused rows (CUDA graphs on a GPU) at these '
+                   'r (none named: every r)')
+    p.add_argument('--no-tf32', action='store_true',
+                   help='CUDA: float32 matmuls in full fp32')
+    p.add_argument('--clip', type=int, nargs=3, metavar=('T', 'H', 'W'))
+    p.add_argument('--breakdown-repeats', type=int,
+                   help='Swin on the CPU: r=0 forwards profiled (default 2)')
+    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--flush-denormal', action='store_true')
+    p.add_argument('--tiny', action='store_true',
+                   help='tiny backbone, clip and r: a seconds-long check')
+    p.add_argument('--out-dir', default='work_dirs/benchmark')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    config = model_config(args.model, args.config, osp.join(ROOT, 'configs'))
+    if (args.model is None) == (args.config is None):
+        raise ValueError('give a config file or --model, not both or '
+                         f'neither; models: {sorted(MODELS)}.')
+    config = args.config or osp.join(ROOT, 'configs', MODELS[args.model])
+    setup_cpu(args.threads, args.flush_denormal)
     register_all_modules(init_default_scope=True)
-    return run_speed_benchmark(
-        config,
-        args.drop_numbers,
-        out_dir=args.out_dir,
-        stem=args.model,
-        threads=args.threads,
-        flush_denormal=args.flush_denormal,
-        cfg_options=args.cfg_options,
-        tiny=args.tiny,
-        device=args.device,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        amp=args.amp,
-        amp_only=args.amp_only,
-        compile=args.compile,
-        clip_shape=args.clip,
-        breakdown_repeats=args.breakdown_repeats)
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(args.cfg_options or {})
+    rs, clip = args.drop_numbers, args.clip
+    if args.tiny:
+        kind = sta_class(pruning_of(cfg).backbone).__name__
+        cfg.model.backbone.update(TINY[kind][0])
+        rs, clip = rs or TINY[kind][2], clip or TINY[kind][1]
+    compile = args.compile or args.compile is not None  # [] -> every r
+    result = speed_benchmark(cfg, rs, args.device, args.batch_size,
+                             args.repeats, args.number, args.amp,
+                             args.amp_only, compile, clip, not args.no_tf32,
+                             args.breakdown_repeats)
+    table = format_table(
+        [[row['variant']] + [
+            '' if row.get(k) is None else format(row[k], f)
+            for k, _, f in COLUMNS] + [row['note']]
+         for row in result['rows']],
+        ['variant'] + [title for _, title, _ in COLUMNS] + ['note'])
+    lines = [
+        f'{osp.basename(config)}: {result["backbone"]}, batch '
+        f'{tuple(result["shape"])}, median of {result["repeats"]} rounds x '
+        f'{result["number"]} on the {result["clock"]}', result['compare'],
+        table, 'env: ' + ', '.join(f'{k}={v}'
+                                   for k, v in result['env'].items())]
+    for att, part in (result['breakdown'] or {}).items():
+        share = {k: part[k] / part['total']
+                 for k in ('fixed', 'per_token', 'other')}
+        lines.append(
+            f'Swin {att} r=0: fixed (embedding, stage 1, window cores) '
+            f'{share["fixed"]:.0%}, per-token {share["per_token"]:.0%}, '
+            f'other {share["other"]:.0%}; Amdahl at '
+            f'r={result["drop_numbers"][-1]}: ideal {part["ideal"]:.2f}x, '
+            f'ceiling {part["ceiling"]:.2f}x')
+    os.makedirs(args.out_dir, exist_ok=True)
+    name = args.model or osp.splitext(osp.basename(config))[0]
+    result['json'] = osp.join(args.out_dir, f'{name}.json')
+    with open(result['json'], 'w') as f:
+        json.dump(dict(vars(args), config=config, **result), f, indent=1)
+    print_log('\n'.join(lines + [f'wrote {result["json"]}']),
+              logger='current')
+    return result
 
 
 if __name__ == '__main__':

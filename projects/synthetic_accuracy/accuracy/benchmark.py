@@ -41,7 +41,7 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 from mmengine.utils import mkdir_or_exist
 
-from sta_mmaction.analysis.timing import setup_cpu
+from sta_mmaction.analysis.speed import setup_cpu
 from sta_mmaction.core import max_drop_number
 from .synthetic_sets import (SET_KINDS, make_synthetic_motion,
                                          preview, set_classes)

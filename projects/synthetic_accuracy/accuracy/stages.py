@@ -13,13 +13,14 @@ import os.path as osp
 import time
 from typing import Dict, Optional, Sequence
 
+import statistics
+
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
-from sta_mmaction.analysis.timing import median
 from .synthetic_sets import ann_file_name
 from sta_mmaction.models import unwrap
 
@@ -247,7 +248,7 @@ def step_speed(cfg: Config,
             model.train_step(batch, wrapper)
             if rep >= warmup:
                 times[r].append(time.perf_counter() - start)
-    seconds = {r: median(t) for r, t in times.items()}
+    seconds = {r: statistics.median(t) for r, t in times.items()}
     return dict(
         seconds={str(r): round(s, 4) for r, s in seconds.items()},
         ratio={str(r): round(seconds[0] / seconds[r], 3) for r in order[1:]},
