@@ -208,9 +208,11 @@ def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
     rs = sorted({r for r, _ in sta})
     twins = {}
     for key, model in sta.items():
+        if not key[0]:
+            continue  # nothing pruned: no oracle row
         try:
             twins[key] = oracle_twin(model), ''
-        except ValueError as err:  # r=0, or ToMe (nothing to select)
+        except ValueError as err:  # ToMe merges: nothing to select
             twins[key] = None, f'not supported: {err}'
 
     def variant(name, kind, r, attention, prec, forward, note='',
@@ -243,8 +245,7 @@ def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
         if kind == 'oracle':
             model, note = twins[r, 'fused']
         forward = None
-        if isinstance(model, STASwin3D) and (model.drop_number
-                                             or model.fused_attention):
+        if isinstance(model, STASwin3D):  # fused, so always the scatter
             note = ('not supported: inductor cannot lower the scatter that '
                     "builds STASwin3D's kept-token windows")
         elif model is not None:  # static shapes: CUDA graphs replay it all
@@ -304,6 +305,10 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
             drop_numbers or DEFAULT_DROP_NUMBERS[kind.__name__]):
         raise ValueError(f'--compile {" ".join(map(str, compile))}: compile '
                          'only drop numbers that are timed (--drop-numbers).')
+    if clip_shape is not None and (len(clip_shape) != 3 or
+                                   min(clip_shape) < 1):
+        raise ValueError(f'--clip {" ".join(map(str, clip_shape))}: give '
+                         'the clip as three sizes T H W, each >= 1.')
     device = torch.device(device)
     with_autocast(None, device, amp)  # a bad --amp fails before building
     swin = kind is STASwin3D

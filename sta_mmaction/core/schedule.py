@@ -106,7 +106,9 @@ def check_drop_number(drop_number: int, tokens_per_slice: int,
     validate_drop_number(drop_number)
     group_schedule(num_slices)
     if drop_number and not _fits(tokens_per_slice, num_slices, drop_number):
-        sizes = group_sizes(tokens_per_slice, num_slices, drop_number)
+        # int(): under a jit trace (fvcore) the sizes are 0-d tensors
+        sizes = [int(s) for s in group_sizes(tokens_per_slice, num_slices,
+                                             drop_number)]
         raise ValueError(
             f'drop_number={drop_number} is too large for a grid of '
             f'{num_slices} slices x {tokens_per_slice} tokens: the groups at '

@@ -184,6 +184,7 @@ def test_a_merging_strategy_has_no_oracle(one_thread):
     (dict(amp='fp8'), "amp='fp8' is not supported"),
     (dict(breakdown_repeats=1), '--breakdown-repeats=1: the breakdown'),
     (dict(compile=[16]), '--compile 16: compile only drop numbers that'),
+    (dict(clip_shape=(16, 0, 0)), '--clip 16 0 0: give the clip as three'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

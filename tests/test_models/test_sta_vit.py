@@ -206,3 +206,11 @@ def test_zero_drop_accepts_what_stock_accepts():
         x = torch.randn(1, 3, 16, *size)
         with torch.no_grad():
             assert torch.equal(stock(x), pruned(x))
+
+
+def test_bad_clip_under_a_trace_names_plain_sizes():
+    """fvcore traces the forward; the sizes in the error stay numbers."""
+    from sta_mmaction.analysis import backbone_report
+    _, pruned = build_pair(4)
+    with pytest.raises(ValueError, match=r'hold \[4, 0, -8\] tokens'):
+        backbone_report(pruned, (1, 3, 16, 32, 32))
