@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test flops venv clean gpu-wheels
 
-$(STAMP): requirements.txt requirements/runtime.txt requirements/tests.txt setup.py
+$(STAMP): requirements.txt requirements/runtime.txt requirements/tests.txt \
+          requirements/deploy.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements/tests.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements/tests.txt \
+	  -r requirements/deploy.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

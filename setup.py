@@ -36,11 +36,16 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tools', 'configs')),
     python_requires='>=3.9',
-    # torch is deliberately left out: a user with a CUDA build keeps it.
-    install_requires=read_requirements(
+    # torch only as a minimum (sta_mmaction.utils.mmaction_compat.MIN_TORCH:
+    # add_safe_globals with (object, name) pairs is 2.6's), so an installed
+    # CUDA build >= 2.6 is kept; mmcv-lite, or a full mmcv 2.1 built for
+    # that torch, comes with requirements/runtime.txt (DEVELOPERS.md).
+    install_requires=['torch>=2.6'] + read_requirements(
         osp.join(here, 'requirements', 'runtime.txt')),
     extras_require=dict(
         torch=['torch==2.13.0'],
-        tests=read_requirements(osp.join(here, 'requirements', 'tests.txt'))),
+        tests=read_requirements(osp.join(here, 'requirements', 'tests.txt')),
+        deploy=read_requirements(osp.join(here, 'requirements',
+                                          'deploy.txt'))),
     license='Apache-2.0',
     zip_safe=False)

@@ -6,7 +6,8 @@ loading through the safe allow-list loader, and registers the STA backbones.
 """
 import warnings
 
-from .utils import install_safe_loaders, patch_missing_drn
+from .utils import (check_stack, install_safe_loaders, patch_missing_drn,
+                    skip_broken_multimodal)
 from .version import __version__
 
 # mmcv-lite has no compiled ops; its warning about one we never use would
@@ -17,7 +18,9 @@ warnings.filterwarnings(
 # pin setuptools<81 keeps it working, the deprecation notice is not ours.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+check_stack()
 patch_missing_drn()
+skip_broken_multimodal()
 install_safe_loaders()
 
 from . import datasets, engine, evaluation, models  # noqa: E402,F401

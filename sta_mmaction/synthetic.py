@@ -107,7 +107,7 @@ def _trajectory(kind: str, rng: np.random.Generator, num_frames: int,
 
 
 def render_clip(kind: str, seed: int, num_frames: int = 20, side: int = 128,
-                noise: float = 2.0) -> np.ndarray:
+                noise: float = 2.0, with_mask: bool = False):
     """(T, S, S, 3) uint8 RGB frames of one generated clip.
 
     Args:
@@ -117,6 +117,9 @@ def render_clip(kind: str, seed: int, num_frames: int = 20, side: int = 128,
         side (int): Frame width and height in pixels. Defaults to 128.
         noise (float): Standard deviation of the per-frame Gaussian pixel
             noise (0-255 units), as a camera's. Defaults to 2.0.
+        with_mask (bool): Also return the (T, S, S) bool object mask, True
+            where the object is drawn; the frames are the same either way.
+            Defaults to False.
     """
     if kind not in CLASSES:
         raise ValueError(f'kind={kind!r} is not a generated class; choose '
@@ -129,13 +132,15 @@ def render_clip(kind: str, seed: int, num_frames: int = 20, side: int = 128,
     corners = np.rint(_trajectory(kind, rng, num_frames, side,
                                   size)).astype(int)  # (T, 2)
     frames = np.empty((num_frames, side, side, 3), np.uint8)
+    masks = np.zeros((num_frames, side, side), bool)  # (T, S, S)
     for t, (x, y) in enumerate(corners):
         frame = background.copy()
         patch = frame[y:y + size, x:x + size]  # (s, s, 3) view
         patch[mask] = colour
+        masks[t, y:y + size, x:x + size] = mask
         frame = frame * 255 + rng.normal(0, noise, frame.shape)
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
-    return frames
+    return (frames, masks) if with_mask else frames
 
 
 def motion_path(kind: str, rng: np.random.Generator, num_frames: int,

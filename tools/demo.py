@@ -10,11 +10,11 @@ Kinetics-400 format, saves random ViT-S weights the way mmengine saves a
 checkpoint, and runs MMAction2's standard test loop (mmengine Runner,
 VideoDataset, decord, AccMetric) with STAViT at r=0 and at r=64. It then
 times both backbones on one view, interleaved, prints GFLOPs per view,
-tokens kept, measured speed-up and the accuracy side by side, and draws a
-kept-token picture (:func:`sta_mmaction.apis.demo.run_demo`). The views are 1
-clip x 1 center crop of 16 x 224 x 224 per video, so it runs in about two
-minutes on two busy CPU cores; ``--full-protocol`` uses the config's own (5
-clips x 3 crops).
+tokens kept, measured speed-up and, with a checkpoint, the accuracy side by
+side, and draws a kept-token picture (:func:`sta_mmaction.apis.demo.run_demo`).
+The views are 1 clip x 1 center crop of 16 x 224 x 224 per video, so it
+takes about 150 s of CPU time (2 threads; README); ``--full-protocol`` uses
+the config's own (5 clips x 3 crops).
 """
 import argparse
 import os.path as osp
@@ -24,6 +24,7 @@ from mmengine.config import DictAction
 
 from sta_mmaction.analysis.speed import setup_cpu
 from sta_mmaction.apis import run_cli
+from sta_mmaction.apis.cli import check_output_dir
 from sta_mmaction.apis.demo import format_summary, run_demo
 from sta_mmaction.synthetic import DEMO_CLASSES
 
@@ -56,8 +57,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--label',
         type=int,
-        default=0,
-        help='label of --video, for its accuracy (default 0)')
+        help='class index of --video, for its accuracy (required with '
+        '--video; demo/demo.py names the predicted classes instead)')
     parser.add_argument(
         '--num-clips-per-class',
         type=int,
@@ -85,11 +86,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if bool(args.data_root) != bool(args.ann_file):
         parser.error('--data-root and --ann-file go together')
+    if bool(args.video) != (args.label is not None):
+        parser.error('--video and --label go together: the accuracy needs '
+                     'the class index of the video (to see its predicted '
+                     'class names, run demo/demo.py)')
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_dir(args.work_dir, '--work-dir')
     setup_cpu(args.threads)
     summary = run_demo(
         args.config,

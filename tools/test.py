@@ -9,7 +9,9 @@ SHA-256, r, strategy, views) are reported beside the accuracy; unreadable
 videos stop the run naming the file, or are skipped and listed;
 ``--launcher pytorch`` also runs on CPU-only machines (gloo); ``--quick``
 tests 1 clip x 1 centre crop per video; ``--fused-attention``, ``--amp
-{fp16,bf16}`` and ``--compile`` run the fast paths.
+{fp16,bf16}`` and ``--compile`` run the fast paths; ``--drop-numbers`` (and
+``--strategies``) sweep r on the same data with one model load
+(:mod:`sta_mmaction.apis.sweep`).
 """
 import argparse
 import os
@@ -19,6 +21,7 @@ import sta_mmaction  # noqa: F401  (patches mmaction, registers modules)
 from mmengine.config import DictAction
 
 from sta_mmaction.apis import configure_test, run_cli, run_test
+from sta_mmaction.apis.sweep import format_sweep, run_sweep, sweep_work_dir
 from sta_mmaction.utils import set_unsafe_full_unpickle
 
 
@@ -108,6 +111,25 @@ def parse_args():
         '--compile',
         action='store_true',
         help='torch.compile the backbone before the first forward')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print mmengine\'s environment, config and hook-order '
+        'dumps on the console (they are always in the log file)')
+    parser.add_argument(
+        '--drop-numbers',
+        type=int,
+        nargs='+',
+        help='sweep: test every r given (and every --strategies) on the same '
+        'data with one model load; prints a table (r, strategy, GFLOPs, '
+        'tokens, top-1, top-5, clips/s) and writes sweep.json and sweep.png '
+        '(top-1 against GFLOPs) to the work dir (default '
+        'work_dirs/<config>_sweep)')
+    parser.add_argument(
+        '--strategies',
+        nargs='+',
+        help='sweep these strategies (e.g. sta random); defaults to the '
+        'config\'s')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -117,6 +139,12 @@ def parse_args():
 
 def main():
     args = parse_args()
+    if args.dump and (args.drop_numbers or args.strategies):
+        raise ValueError(
+            f'--dump {args.dump} with --drop-numbers/--strategies: each '
+            'variant would overwrite the file, leaving the last one\'s '
+            'predictions; dump one r at a time (--cfg-options '
+            'model.backbone.drop_number=R).')
     if args.unsafe_full_unpickle:
         set_unsafe_full_unpickle(True)
     cfg = configure_test(
@@ -135,7 +163,15 @@ def main():
         wait_time=args.wait_time,
         fused_attention=args.fused_attention,
         amp=args.amp,
-        compile=args.compile)
+        compile=args.compile,
+        verbose=args.verbose)
+    if args.drop_numbers or args.strategies:
+        if args.work_dir is None:
+            cfg.work_dir = sweep_work_dir(cfg.work_dir)
+        summary = run_sweep(cfg, args.drop_numbers, args.strategies)
+        if 'json' in summary:  # the main rank's
+            print(format_sweep(summary))
+        return summary
     return run_test(cfg)
 
 

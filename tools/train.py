@@ -2,7 +2,11 @@
 
 MMAction2's ``tools/train.py`` on mmengine's Runner, with these additions:
 a ``load_from`` checkpoint must fill the whole model (``CheckpointKeysHook``,
-as in ``tools/test.py``); ``--launcher pytorch`` also runs on CPU-only
+as in ``tools/test.py``); the train and val lists are checked as
+``tools/test.py`` checks its list and an unreadable video is named; a NaN or
+infinite loss stops the run naming the iteration, before a checkpoint of it
+is saved; a config without a train loop is refused; ``--launcher pytorch``
+also runs on CPU-only
 machines (gloo); a bad setting (e.g. a misspelt ``--cfg-options`` key of an
 STA backbone) is one line and exit status 1. The logic is
 :mod:`sta_mmaction.apis.training`. Training with STA on is
@@ -65,6 +69,11 @@ def parse_args():
         action='store_true',
         help='fully unpickle load_from/resume checkpoints, which can run '
         'code stored in them; only for files you trust')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print mmengine\'s environment, config and hook-order '
+        'dumps on the console (they are always in the log file)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -87,7 +96,8 @@ def main():
         amp=args.amp,
         resume=args.resume,
         no_validate=args.no_validate,
-        auto_scale_lr=args.auto_scale_lr)
+        auto_scale_lr=args.auto_scale_lr,
+        verbose=args.verbose)
     run_train(cfg)
 
 

@@ -18,6 +18,7 @@ import sta_mmaction  # noqa: F401  (first: patches mmaction, registers modules)
 from mmengine.config import DictAction
 
 from sta_mmaction.apis import run_cli
+from sta_mmaction.apis.cli import check_output_file
 from sta_mmaction.apis.demo import visualize_config
 
 
@@ -55,6 +56,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.out:
+        check_output_file(args.out, '--out')
     return visualize_config(args.video, args.config, args.checkpoint,
                             args.drop_number, args.out, args.gif,
                             args.all_frames, args.seed, args.cfg_options)

@@ -12,7 +12,9 @@ default_scope = 'mmaction'
 
 # Test only: no ImageNet inflation at build time (the checkpoint, from
 # load_from or the command line, holds the whole recognizer).
+# STARecognizer3D: Recognizer3D that checks every load (docs/python_api.md).
 model = dict(
+    type='STARecognizer3D',
     backbone=dict(
         type='STASwin3D',
         drop_number=0,

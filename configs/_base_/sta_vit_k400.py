@@ -7,7 +7,11 @@ _base_ = [
 ]
 custom_imports = dict(imports=['sta_mmaction'], allow_failed_imports=False)
 
-model = dict(backbone=dict(type='STAViT', drop_number=0))
+# STARecognizer3D: Recognizer3D that checks every load (also through
+# MMAction2's init_recognizer and inferencer) and never predicts on random
+# weights (docs/python_api.md).
+model = dict(
+    type='STARecognizer3D', backbone=dict(type='STAViT', drop_number=0))
 
 # The views of VideoMAE's kinetics.py, which the paper's ViT rows used
 # (sta_mmaction/datasets/sampling.py): its clip starts, its resize and its

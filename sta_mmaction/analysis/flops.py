@@ -6,7 +6,9 @@ not; element-wise ops, softmax, sorts and gathers are skipped.
 :func:`sdpa_flop_jit` counts ``scaled_dot_product_attention``, which fvcore
 would skip.
 """
+import copy
 import math
+import os.path as osp
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import torch
@@ -16,11 +18,12 @@ from mmaction.models.backbones.swin import SwinTransformer3D, get_window_size
 from mmengine.config import Config
 from torch import nn
 
-from ..core import (NEEDS_KEYS, ceil_div, group_schedule, prune_layers,
+from ..core import (NEEDS_KEYS, group_schedule, prune_layers,
                     swin_grids, swin_plan, token_counts, validate_drop_number)
 from ..datasets.sampling import MULTI_CROP_TYPES, SAMPLER_TYPES
 from ..models import STASwin3D, STAViT
 from ..models.sta_swin import DEFAULT_CLIP, SWIN_STRATEGIES
+from ..models.swin_layers import query_slots
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -66,27 +69,59 @@ def _pipeline(cfg: Config) -> Sequence[dict]:
 
 
 def view_shape(cfg: Config) -> Tuple[int, int, int, int, int]:
-    """(1, C, T, H, W) of one test view, read from the config.
+    """(1, C, T, H, W) of one view, as the test pipeline makes it.
 
-    ``T`` is the sampler's ``clip_len`` and ``H = W`` the test crop size,
-    else the backbone's ``num_frames`` and ``img_size``.
+    ``T`` is the sampler's ``clip_len`` (else the backbone's ``num_frames``);
+    ``H, W`` those of the last crop or fixed-size ``Resize``, never the
+    backbone's ``img_size``. A pipeline whose views take each video's aspect
+    ratio (no crop after a ratio-keeping resize) is run on the first video of
+    its list; without that video it is a ``ValueError``.
     """
     backbone = cfg.model.backbone
-    frames = backbone.get('num_frames')
-    size = backbone.get('img_size')
+    frames, size = backbone.get('num_frames'), None
+    varies = 'it has no crop or fixed-size Resize'
     for step in _pipeline(cfg):
         kind = step.get('type', '')
         if kind in SAMPLER_TYPES:
             frames = step.get('clip_len', frames)
         if kind in MULTI_CROP_TYPES + ('CenterCrop', ):
-            crop = step.get('crop_size', size)
-            size = crop if isinstance(crop, int) else crop[0]
-    if frames is None or size is None:
-        raise ValueError('cannot tell the view shape from the config: no '
-                         'SampleFrames clip_len / crop_size in the test '
-                         'pipeline and no num_frames / img_size in '
-                         'model.backbone.')
-    return 1, backbone.get('in_channels', 3), int(frames), int(size), int(size)
+            size = _height_width(step['crop_size'])
+        elif kind == 'Resize' and step.get('keep_ratio', True) is False:
+            size = _height_width(step['scale'])
+        elif kind in ('Resize', 'VideoMAEResize'):
+            size, varies = None, f'{kind} keeps each video\'s aspect ratio'
+    if frames is None:
+        raise ValueError('cannot tell the frames of a view from the config: '
+                         'no sampler clip_len in the test pipeline and no '
+                         'num_frames in model.backbone; pass --shape.')
+    if size is None:
+        return _measured_view(cfg, varies)
+    return 1, backbone.get('in_channels', 3), int(frames), *size
+
+
+def _height_width(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """(H, W) of an MMAction2 ``crop_size`` or ``scale`` (int, or (W, H))."""
+    if isinstance(size, int):
+        return size, size
+    return int(size[1]), int(size[0])
+
+
+def _measured_view(cfg: Config, why: str) -> Tuple[int, int, int, int, int]:
+    """(1, C, T, H, W) of the first video's view through the test pipeline
+    (1 clip x 1 crop)."""
+    from mmaction.registry import DATASETS
+
+    from ..datasets import single_view_pipeline
+    dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+    ann_file = osp.join(dataset.get('data_root') or '', dataset.ann_file)
+    if not osp.isfile(ann_file):
+        raise ValueError(
+            f'the view size of the test pipeline depends on each video '
+            f'({why}), and its list {ann_file} is not here to measure one: '
+            'pass --shape 1 C T H W, or point test_dataloader at your data.')
+    dataset.pipeline = single_view_pipeline(cfg)
+    inputs = DATASETS.build(dataset)[0]['inputs']  # (1, C, T, H, W)
+    return (1, *map(int, inputs.shape[1:]))
 
 
 def view_token_counts(backbone: nn.Module, shape: Sequence[int]) -> List[int]:
@@ -105,7 +140,10 @@ def backbone_report(backbone: nn.Module,
     """GFLOPs, parameters and kept tokens of ``backbone`` on one view.
 
     The counting forward leaves torch's global RNG as it was (forked), so a
-    test run draws the same keep sets with or without the report.
+    test run draws the same keep sets with or without the report. An
+    ``STAViT`` with ``rlt_threshold`` keeps as many tokens as each clip has
+    changing patches: its ``gflops`` and ``tokens`` are None and
+    ``adaptive`` holds :func:`adaptive_fit`.
 
     Args:
         backbone (nn.Module): A built backbone, in eval mode or not.
@@ -114,7 +152,8 @@ def backbone_report(backbone: nn.Module,
 
     Returns:
         dict: ``gflops``, ``params_m``, ``tokens`` (see
-        :func:`view_token_counts`) and ``unsupported`` ops.
+        :func:`view_token_counts`), ``unsupported`` ops and ``adaptive``
+        (None unless adaptive).
     """
     was_training = backbone.training
     backbone.eval()
@@ -122,13 +161,65 @@ def backbone_report(backbone: nn.Module,
     device = next(backbone.parameters()).device
     view = torch.randn(shape, generator=gen).to(device)
     cuda = [device] if device.type == 'cuda' else []
+    adaptive = getattr(backbone, 'rlt_threshold', None) is not None
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-        counted = count_flops(backbone, (view, ))
+        if adaptive:
+            fit = adaptive_fit(backbone, view)
+        else:
+            counted = count_flops(backbone, (view, ))
     backbone.train(was_training)
-    return dict(gflops=counted['flops'] / 1e9,
-                params_m=sum(p.numel() for p in backbone.parameters()) / 1e6,
+    params = sum(p.numel() for p in backbone.parameters()) / 1e6
+    if adaptive:
+        return dict(gflops=None, params_m=params, tokens=None,
+                    unsupported=fit.pop('unsupported'), adaptive=fit)
+    return dict(gflops=counted['flops'] / 1e9, params_m=params,
                 tokens=view_token_counts(backbone, shape),
-                unsupported=counted['unsupported'])
+                unsupported=counted['unsupported'], adaptive=None)
+
+
+def adaptive_fit(backbone: STAViT, view: torch.Tensor) -> Dict:
+    """GFLOPs of an ``rlt_threshold`` STAViT as a function of its tokens.
+
+    Every block runs on the ``M`` kept tokens, so fvcore's count is
+    ``c0 + c1 * M + c2 * M**2``: three views of ``view``'s shape, built to
+    keep the first tubelet, half of them and all, are traced and the
+    quadratic through them is exact (:func:`adaptive_gflops` evaluates it).
+
+    Args:
+        backbone (STAViT): With ``rlt_threshold`` set, in eval mode.
+        view (Tensor): (1, C, T, H, W) its first frame the views' content.
+
+    Returns:
+        dict: ``rlt_threshold``, ``fit`` (``[c0, c1, c2]``), ``tokens``
+        and ``gflops`` (the least and the most a clip can have) and
+        ``unsupported`` ops.
+    """
+    tau, t = backbone.rlt_threshold, view.shape[2]
+    tubelet = torch.arange(t, device=view.device) // backbone.tubelet_size
+    points, unsupported = [], {}
+    for last in (0, t // backbone.tubelet_size // 2,
+                 t // backbone.tubelet_size - 1):
+        # tubelets 1..last step by tau + 1 (all changed), later ones still
+        level = tubelet.clamp(max=last).float() * (tau + 1)  # (T, )
+        clip = view[:, :, :1] + level.view(1, 1, t, 1, 1)  # (1, C, T, H, W)
+        counted = count_flops(backbone, (clip, ))
+        unsupported.update(counted['unsupported'])
+        points.append((int(backbone.clip_token_counts(clip)[0]),
+                       counted['flops']))
+    m = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    flops = torch.tensor([p[1] for p in points], dtype=torch.float64)
+    fit = torch.linalg.solve(torch.stack([m**0, m, m**2], 1), flops)
+    fit = fit.tolist()
+    lo, hi = points[0][0], points[-1][0]
+    return dict(rlt_threshold=tau, fit=fit, tokens=[lo, hi],
+                gflops=adaptive_gflops(fit, [lo, hi]),
+                unsupported=unsupported)
+
+
+def adaptive_gflops(fit: Sequence[float], tokens: Sequence[int]
+                    ) -> List[float]:
+    """GFLOPs of clips that keep ``tokens``, from :func:`adaptive_fit`."""
+    return [(fit[0] + fit[1] * m + fit[2] * m * m) / 1e9 for m in tokens]
 
 
 def analytic_vit_flops(embed_dims: int, depth: int, num_heads: int,
@@ -227,8 +318,10 @@ def analytic_swin_flops(arch: Union[str, Dict],
     tokens of :func:`sta_mmaction.core.swin_plan`: unpruned stages on the
     grid (qkv and proj padded to whole windows); at a prune point norm1 and
     keys on every candidate for a strategy that reads keys, the rest and the
-    following blocks on kept tokens; window attention over every position of
-    every window; merging on the carried tokens. Norms are priced as fvcore
+    following blocks on kept tokens; window attention over full windows, or
+    at a prune point over the kept tokens' query tiles
+    (:func:`~sta_mmaction.models.swin_layers.query_slots`); merging on the
+    carried tokens. Norms are priced as fvcore
     prices them (:data:`LAYER_NORM_FLOPS` per element), so the count equals
     fvcore's trace (``tests/test_analysis/test_flops.py``).
 
@@ -273,8 +366,8 @@ def analytic_swin_flops(arch: Union[str, Dict],
             flops += n * 2 * c * (ln + c)
         dhw = (d, ) + grids[s]
         win = get_window_size(dhw, window_size)
-        windows = math.prod(ceil_div(a, b) for a, b in zip(dhw, win))
-        attn = 2 * windows * math.prod(win)**2 * c  # q @ k^T, attn @ v
+        slots = query_slots(dhw, window_size, m if s and points else None)
+        attn = 2 * slots * math.prod(win) * c  # q @ k^T, attn @ v
         # attention, proj, norm2 and MLP of a block on kept tokens
         tail = attn + m * c * c + ln * m * c + 2 * m * c * hidden
         if s and points:
@@ -286,7 +379,7 @@ def analytic_swin_flops(arch: Union[str, Dict],
                                            p['drop'], c // heads)
             flops += depth * tail + (depth - 1) * (ln * m * c + 3 * m * c * c)
         else:
-            padded = windows * math.prod(win)
+            padded = slots  # full windows
             flops += depth * (ln * m * c + 3 * padded * c * c + attn +
                               padded * c * c + ln * m * c +
                               2 * m * c * hidden)

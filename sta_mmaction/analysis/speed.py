@@ -10,8 +10,10 @@ of a shared machine falls on all alike. The figures: ``docs/speed.md``.
 """
 import copy
 import os
+import os.path as osp
 import platform
 import statistics
+import tempfile
 import time
 from contextlib import ExitStack
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
@@ -20,8 +22,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils import benchmark
 
+from ..core import swin_grids
 from ..models import (STA_VERSIONS, STASwin3D, apply_pruning,
                       convert_backbone, pruning_of, sta_class)
+from ..models.swin_layers import query_slots
 from .flops import backbone_report, view_shape
 from .sweep import build_backbone, drop_numbers_of, stock_copy
 
@@ -245,10 +249,7 @@ def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
         if kind == 'oracle':
             model, note = twins[r, 'fused']
         forward = None
-        if isinstance(model, STASwin3D):  # fused, so always the scatter
-            note = ('not supported: inductor cannot lower the scatter that '
-                    "builds STASwin3D's kept-token windows")
-        elif model is not None:  # static shapes: CUDA graphs replay it all
+        if model is not None:  # static shapes: CUDA graphs replay it all
             forward = torch.compile(model, dynamic=False, mode=(
                 'reduce-overhead' if device.type == 'cuda' else None))
         out.append(variant(f'{kind} fused r={r}{" " + amp if amp else ""} '
@@ -264,7 +265,10 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
                     compile: Union[bool, Sequence[int]] = False,
                     clip_shape: Optional[Sequence[int]] = None,
                     tf32: bool = True,
-                    breakdown_repeats: Optional[int] = None) -> Dict:
+                    breakdown_repeats: Optional[int] = None,
+                    strategies: Sequence[str] = (),
+                    runtime: Optional[str] = None,
+                    provider: str = 'CPUExecutionProvider') -> Dict:
     """Time every variant of a config's backbone side by side.
 
     Args:
@@ -283,6 +287,14 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
         breakdown_repeats (int, optional): Forwards profiled by
             :func:`swin_breakdown` (0: none). Defaults to None: 2 for Swin
             on the CPU, else 0.
+        strategies (Sequence[str]): Other strategies timed at every r > 0
+            beside the config's (fp32, explicit and fused), each against
+            the same oracle. Defaults to ().
+        runtime (str, optional): ``'onnxruntime'``: also each r's explicit
+            STA backbone exported to ONNX and run there
+            (:func:`runtime_variants`). Defaults to None.
+        provider (str): onnxruntime's execution provider. Defaults to the
+            CPU's.
 
     Returns:
         dict: ``rows`` (one per variant: its settings, ``supported``,
@@ -339,8 +351,21 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
     gflops = {r: backbone_report(model, (1, ) + shape[1:])['gflops']
               for r, model in [(0, stock)] + [(r, sta[r, 'explicit'])
                                               for r in drop_numbers if r]}
+    for name in strategies:  # the same blocks and oracle, another rule
+        for r, att in ((r, a) for r in drop_numbers if r
+                       for a in ('explicit', 'fused')):
+            model = convert_backbone(copy.deepcopy(sta[r, att]), r,
+                                     strategy=name)
+            variants.append(dict(
+                variant=f'{name} {att} r={r}', kind='sta', drop_number=r,
+                attention=att, precision='fp32', compiled=False, note='',
+                forward=model, gflops=backbone_report(
+                    model, (1, ) + shape[1:])['gflops']))
     clip = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     clip = clip.to(device)
+    if runtime is not None:
+        variants += runtime_variants(runtime, provider, {
+            r: sta[r, 'explicit'] for r in drop_numbers}, clip)
     cpu_time = device.type == 'cpu' and torch.get_num_threads() == 1
     env = environment(device)
     columns = {}
@@ -353,7 +378,8 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
     env['load_1min_after'] = os.getloadavg()[0]
     t = {label: m.median for label, m in measured.items()}
     best0 = min(t[v['variant']] for v in variants
-                if v['forward'] is not None and v['drop_number'] == 0)
+                if v['forward'] is not None and v['drop_number'] == 0
+                and v['kind'] != 'onnxruntime')
     key = ('drop_number', 'attention', 'precision', 'compiled')
     oracles = {tuple(v[k] for k in key): v['variant'] for v in variants
                if v['kind'] == 'oracle' and v['forward'] is not None}
@@ -361,12 +387,15 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
     for v in variants:
         row = {k: val for k, val in v.items() if k != 'forward'}
         r, label = v['drop_number'], v['variant']
-        row.update(supported=v['forward'] is not None, gflops=gflops[r],
-                   flops_ratio=gflops[0] / gflops[r], env=env)
+        own = v.get('gflops', gflops[r])
+        row.update(supported=v['forward'] is not None, gflops=own,
+                   flops_ratio=gflops[0] / own, env=env)
         if row['supported']:
             twin = oracles.get(tuple(v[k] for k in key))
-            # inductor's CPU kernels allocate past the profiler's view
-            blind = v['compiled'] and device.type == 'cpu'
+            # inductor's CPU kernels and onnxruntime allocate past the
+            # profiler's view
+            blind = (v['compiled'] and device.type == 'cpu'
+                     or v['kind'] == 'onnxruntime')
             row.update(
                 ms=1e3 * t[label] / batch_size,
                 clips_per_s=batch_size / t[label],
@@ -378,6 +407,10 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
                 if twin and v['kind'] == 'sta' else None,
                 times_s=list(measured[label].times))
         rows.append(row)
+    runtime_r0 = t.get(f'{runtime} r=0')
+    for row in rows:  # the exported file's own r=0 is its reference
+        if row['kind'] == 'onnxruntime' and runtime_r0:
+            row['speedup_vs_runtime_r0'] = runtime_r0 / t[row['variant']]
     breakdown = {}
     if breakdown_repeats and drop_numbers[0] == 0 and drop_numbers[-1]:
         breakdown = {att: swin_breakdown(
@@ -391,18 +424,50 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
         compare=str(benchmark.Compare(list(measured.values()))))
 
 
+def runtime_variants(runtime: str, provider: str,
+                     models: Mapping[int, torch.nn.Module],
+                     clip: torch.Tensor) -> List[Dict]:
+    """Variant records of ``models`` (r -> backbone) run in onnxruntime.
+
+    Each is exported as ``tools/deployment/export_onnx.py`` exports it
+    (:mod:`sta_mmaction.deployment`: a dynamic batch, fp32) and run by an
+    onnxruntime session on ``provider`` with torch's thread count.
+    """
+    if runtime != 'onnxruntime':
+        raise ValueError(f'--runtime={runtime!r} is not supported; choose '
+                         'onnxruntime (or none: PyTorch only).')
+    from ..deployment import (RecognizerGraph, example_inputs, export_onnx,
+                              export_program, onnx_session, run_session)
+    example = clip.cpu().repeat(2 if clip.shape[0] == 1 else 1, 1, 1, 1, 1)
+    out = []
+    with tempfile.TemporaryDirectory() as folder:  # sessions hold the graph
+        for r, model in models.items():
+            graph = RecognizerGraph(copy.deepcopy(model).cpu()).eval()
+            path = osp.join(folder, f'r{r}.onnx')
+            export_onnx(export_program(graph, example_inputs(graph, example)),
+                        path, graph, {})
+            session = onnx_session(path, provider=provider)
+            out.append(dict(
+                variant=f'{runtime} r={r}', kind=runtime, drop_number=r,
+                attention='explicit', precision='fp32', compiled=False,
+                note=provider, forward=lambda x, s=session, g=graph:
+                run_session(s, example_inputs(g, x.cpu()))))
+    return out
+
+
 def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
                    repeats: int) -> Dict[str, float]:
     """Median seconds per part of an r=0 STASwin3D forward, and the bounds.
 
     ``torch.profiler`` spans of ``record_function`` labels (hooks on the
     stock modules; the fused path's functions carry their own): ``fixed``
-    (patch embedding, stage 1, and the window-attention core of stages 2-4,
-    which runs on full windows) pruning cannot shrink; ``per_token`` (the
-    rest of stages 2-4 and the final norm) shrinks with the kept tokens, as
+    (patch embedding and stage 1) pruning cannot shrink; ``per_token`` (the
+    rest of stages 2-4 and the final norm) shrinks with the kept tokens,
+    and ``attention`` (the window-attention cores of stages 2-4) with the
+    query slots (:func:`~sta_mmaction.models.swin_layers.query_slots`), as
     ``scaled`` does stage by stage with ``pruned``'s counts. ``ideal`` and
     ``ceiling`` are Amdahl's speed-ups: the pruned forward costing only
-    that, and the per-token part vanishing.
+    that, and stages 2-4 vanishing.
 
     Args:
         model (STASwin3D): The r=0 backbone (either attention path).
@@ -421,8 +486,12 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
             for blk in layer.blocks:
                 labels.update({blk.attn: f'core{i}', blk.attn.qkv: 'qkv',
                                blk.attn.proj: 'proj'})
-    full, kept = (m.token_counts(tuple(clip.shape[2:]))
-                  for m in (model, pruned))
+    view = tuple(clip.shape[2:])
+    full, kept = (m.token_counts(view) for m in (model, pruned))
+    d, grids = swin_grids(view, model.patch_embed.patch_size)
+    slots = {i: [query_slots((d, ) + grids[i - 1],
+                             model.layers[i - 1].window_size, k)
+                 for k in (None, kept[i - 1])] for i in (2, 3, 4)}
     parts = []
     for _ in range(repeats):
         with ExitStack() as stack:
@@ -454,14 +523,16 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
                             if n in ('qkv', 'proj') and a <= s and e <= b)
                 sec[f'core{i}'] = sec.get(f'core{i}', 0) + b - a - inner
         rest = {i: sec[f'stage{i}'] - sec[f'core{i}'] for i in (2, 3, 4)}
-        fixed = sec['patch_embed'] + sec['stage1'] + sum(
-            sec[f'core{i}'] for i in (2, 3, 4))
+        fixed = sec['patch_embed'] + sec['stage1']
+        attention = sum(sec[f'core{i}'] for i in (2, 3, 4))
         scaled = sec['norm'] * kept[3] / full[3] + sum(
-            rest[i] * kept[i - 1] / full[i - 1] for i in (2, 3, 4))
+            rest[i] * kept[i - 1] / full[i - 1] +
+            sec[f'core{i}'] * slots[i][1] / slots[i][0] for i in (2, 3, 4))
         per_token = sec['norm'] + sum(rest.values())
         parts.append(dict(total=sec['backbone'], fixed=fixed,
-                          per_token=per_token, scaled=scaled,
-                          other=sec['backbone'] - fixed - per_token))
+                          per_token=per_token, attention=attention,
+                          scaled=scaled, other=sec['backbone'] - fixed -
+                          per_token - attention))
     med = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
     med['ideal'] = med['total'] / (med['fixed'] + med['other'] + med['scaled'])
     med['ceiling'] = med['total'] / (med['fixed'] + med['other'])

@@ -59,31 +59,50 @@ def stock_copy(backbone: nn.Module) -> nn.Module:
 
 def flops_sweep(cfg: Config,
                 drop_numbers: Optional[Sequence[Optional[int]]],
-                shape: Sequence[int]) -> List[Dict]:
-    """One :func:`backbone_report` per drop number, with change vs the first.
+                shape: Sequence[int],
+                strategies: Optional[Sequence[str]] = None) -> List[Dict]:
+    """One :func:`backbone_report` per strategy and drop number, with the
+    change vs the first row and vs the oracle at the same r.
 
     Args:
         cfg (Config): The config.
         drop_numbers (Sequence[int], optional): See :func:`drop_numbers_of`.
         shape (Sequence[int]): (1, C, T, H, W) of the view.
+        strategies (Sequence[str], optional): Strategies to measure, each
+            with the config's other settings. Defaults to None, the
+            config's own.
 
     Returns:
         list[dict]: rows with ``drop_number``, ``backbone``, ``strategy``,
-        ``gflops``, ``change`` (vs the first row), ``tokens``, ``params_m``.
+        ``gflops``, ``change`` (vs the first row), ``vs_oracle`` (None
+        without an ``'oracle'`` row at that r), ``tokens``, ``params_m``
+        and ``adaptive`` (see :func:`backbone_report`; then ``gflops`` and
+        the changes are None).
     """
     rs = drop_numbers_of(cfg, drop_numbers)
     pruning = pruning_of(cfg)
     backbone = build_backbone(cfg)
     rows = []
-    for r in rs:
-        apply_pruning(backbone, pruning, r)
-        rep = backbone_report(backbone, tuple(shape))
-        rows.append(dict(
-            drop_number=r, backbone=type(backbone).__name__,
-            strategy=getattr(backbone, 'strategy', None),
-            gflops=rep['gflops'], tokens=rep['tokens'],
-            params_m=rep['params_m']))
+    for strategy in strategies or [None]:
+        run = pruning if strategy is None else pruning._replace(
+            settings=dict(pruning.settings, strategy=strategy))
+        for r in rs:
+            apply_pruning(backbone, run, r)
+            rep = backbone_report(backbone, tuple(shape))
+            rows.append(dict(
+                drop_number=r, backbone=type(backbone).__name__,
+                strategy=getattr(backbone, 'strategy', None),
+                gflops=rep['gflops'], tokens=rep['tokens'],
+                params_m=rep['params_m'], adaptive=rep['adaptive']))
     base = rows[0]['gflops']
+    oracle = {row['drop_number']: row['gflops'] for row in rows
+              if row['strategy'] == 'oracle'}
     for row in rows:
-        row['change'] = row['gflops'] / base - 1
+        row['change'] = row['vs_oracle'] = None
+        if row['gflops'] is None:
+            continue
+        if base is not None:
+            row['change'] = row['gflops'] / base - 1
+        if oracle.get(row['drop_number']):
+            row['vs_oracle'] = row['gflops'] / oracle[row['drop_number']] - 1
     return rows

@@ -19,9 +19,10 @@ from mmengine.runner import Runner
 from mmaction.registry import RUNNERS
 from ..datasets import single_view_pipeline, wire_test_data
 from ..engine import add_test_hooks
-from ..engine.test_loop import check_amp
-from ..engine.run_logging import quiet_repeated_warnings
-from ..models import STASwin3D, pruning_of
+from .cli import check_output_dir
+from ..engine.test_loop import check_amp, check_compile
+from ..engine.run_logging import BriefConsoleRunner, quiet_repeated_warnings
+from ..models import pruning_of
 
 
 def configure_test(config: Union[str, Config],
@@ -34,7 +35,7 @@ def configure_test(config: Union[str, Config],
                    show: bool = False, show_dir: Optional[str] = None,
                    interval: int = 1, wait_time: float = 2,
                    fused_attention: bool = False, amp: Optional[str] = None,
-                   compile: bool = False) -> Config:
+                   compile: bool = False, verbose: bool = False) -> Config:
     """The config of one test run, as ``tools/test.py`` runs it.
 
     Args:
@@ -63,6 +64,9 @@ def configure_test(config: Union[str, Config],
             autocast (``STATestLoop``). Defaults to None, float32.
         compile (bool): ``torch.compile`` the backbone before the first
             forward (``STATestLoop``). Defaults to False.
+        verbose (bool): Show mmengine's environment, config and hook-order
+            dumps on the console too (:class:`BriefConsoleRunner`; they are
+            always in the log file). Defaults to False.
 
     Returns:
         Config: Ready for :func:`run_test`.
@@ -75,6 +79,8 @@ def configure_test(config: Union[str, Config],
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    if verbose:
+        cfg.verbose = True
     if show or show_dir is not None:
         if 'visualization' not in cfg.default_hooks:
             raise ValueError(
@@ -86,10 +92,6 @@ def configure_test(config: Union[str, Config],
     if quick:
         cfg.test_dataloader.dataset.pipeline = single_view_pipeline(cfg)
         cfg.test_protocol = 'quick'
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = default_work_dir(cfg, config)
     cfg.load_from = checkpoint or cfg.get('load_from')
     if not cfg.load_from:
         raise ValueError(
@@ -99,8 +101,12 @@ def configure_test(config: Union[str, Config],
         cfg.allow_partial_load = True
     if fused_attention:
         use_fused_attention(cfg)
-    if amp is not None or compile:
-        use_test_loop(cfg, amp, compile)
+    use_test_loop(cfg, amp, compile)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(cfg, config)
+    check_output_dir(cfg.work_dir, '--work-dir')
     cap_workers(cfg)
     wire_test_data(cfg, skip_corrupt=skip_corrupt_videos, dump_file=dump)
     add_test_hooks(cfg)
@@ -137,24 +143,28 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
     """Run the test through ``STATestLoop`` with ``amp`` and ``compile``.
 
     See :mod:`sta_mmaction.engine.test_loop` for why. The config's own
-    ``TestLoop`` settings are kept; another loop type is a ``ValueError``.
+    ``TestLoop`` settings are kept (its ``amp``, ``compile`` or mmengine's
+    ``fp16`` too, which is why a config's loop is checked also without
+    ``--amp``/``--compile``); another loop type is a ``ValueError``.
     """
     import torch
-    check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu')
-    if compile and pruning_of(cfg).backbone is STASwin3D:
-        kind = cfg.model.backbone.get('type')
-        raise ValueError(
-            f'--compile with model.backbone.type={kind!r}: torch 2.13\'s '
-            'inductor cannot compile the pruned Video Swin forward (the '
-            'scatter that builds its kept-token windows); run the Swin '
-            'configs without --compile.')
     loop = dict(cfg.get('test_cfg') or dict(type='TestLoop'))
+    amp = amp if amp is not None else loop.get('amp')
+    compile = compile or loop.get('compile', False)
+    check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu',
+              bool(loop.get('fp16')))
+    if compile:
+        check_compile(pruning_of(cfg).backbone)
+    if not (amp or compile or loop.get('fp16')):
+        return
     if loop.get('type', 'TestLoop') not in ('TestLoop', 'STATestLoop'):
         raise ValueError(
             f"test_cfg.type={loop['type']!r}: --amp and --compile run the "
             "test through STATestLoop, a TestLoop; use test_cfg=dict("
             "type='TestLoop') or drop --amp/--compile.")
-    loop.update(type='STATestLoop', amp=amp, compile=bool(compile))
+    # fp16 (CUDA only, checked above) through STATestLoop, whose scores
+    # leave float32 for the metrics
+    loop.update(type='STATestLoop', amp=amp, compile=compile)
     cfg.test_cfg = loop
 
 
@@ -163,7 +173,9 @@ def default_work_dir(cfg: Config, config: str) -> str:
 
     A trailing ``_r<N>`` of the config's name becomes the ``r`` the run
     uses, so an override never overwrites another r's files; a strategy
-    other than ``'sta'`` and the quick protocol are appended.
+    other than ``'sta'``, RLT's threshold (``_rlt0.1``), fused attention
+    (``_fused``), a test loop's autocast (``_bf16``, ``_fp16``) and the quick
+    protocol are appended.
     """
     name = osp.splitext(osp.basename(config))[0]
     pruning = pruning_of(cfg)
@@ -171,6 +183,14 @@ def default_work_dir(cfg: Config, config: str) -> str:
         name = re.sub(r'_r\d+$', '', name) + f'_r{pruning.drop_number}'
     if pruning.strategy not in (None, 'sta'):
         name += f'_{pruning.strategy}'
+    if pruning.settings.get('rlt_threshold') is not None:
+        name += f'_rlt{pruning.settings["rlt_threshold"]}'
+    if pruning.settings.get('fused_attention'):
+        name += '_fused'
+    loop = cfg.get('test_cfg') or {}
+    precision = loop.get('amp') or ('fp16' if loop.get('fp16') else None)
+    if precision:
+        name += f'_{precision}'
     if cfg.get('test_protocol') == 'quick':
         name += '_quick'
     return osp.join('work_dirs', name)
@@ -240,7 +260,8 @@ def run_test(cfg: Config) -> Dict:
 
 @contextlib.contextmanager
 def runner_of(cfg: Config) -> Iterator[Runner]:
-    """The Runner of ``cfg``, inside the process group the run needs.
+    """The Runner of ``cfg`` (a :class:`BriefConsoleRunner` unless it names
+    a ``runner_type``), inside the process group the run needs.
 
     ``launcher='pytorch'`` starts the group also without CUDA
     (:func:`init_cpu_dist`); a group this run started is closed afterwards,
@@ -250,7 +271,7 @@ def runner_of(cfg: Config) -> Iterator[Runner]:
     group_was_up = dist.is_available() and dist.is_initialized()
     if cfg.get('launcher') == 'pytorch':
         init_cpu_dist(cfg)
-    yield Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+    yield BriefConsoleRunner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
     # only after a finished run: a rank that failed never reaches a barrier
     if not group_was_up:

@@ -1,7 +1,11 @@
 """What ``tools/train.py`` runs: MMAction2's train set-up on mmengine's Runner.
 
 Beside MMAction2's own: a ``load_from`` checkpoint must fill the whole model
-(``CheckpointKeysHook``), and ``launcher='pytorch'`` also runs on CPU (gloo).
+(``CheckpointKeysHook``); the train and val lists are checked as
+``tools/test.py`` checks its list, an unreadable video stops the run naming
+it (``wire_train_data``); a NaN or infinite loss stops it naming the
+iteration, before a checkpoint of it is saved (``FiniteLossHook``); and
+``launcher='pytorch'`` also runs on CPU (gloo).
 Training with STA is a backbone setting (``model.backbone.drop_number=24``):
 gradients flow through the kept tokens, not through the selection.
 """
@@ -12,13 +16,16 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..datasets import wire_train_data
+from .cli import check_output_dir
 from .testing import runner_of
 
 
 def configure_train(cfg: Config, config_path: str, launcher: str = 'none',
                     work_dir: Optional[str] = None, amp: bool = False,
                     resume: Optional[str] = None, no_validate: bool = False,
-                    auto_scale_lr: bool = False) -> Config:
+                    auto_scale_lr: bool = False,
+                    verbose: bool = False) -> Config:
     """Apply the train tool's options to ``cfg``, as MMAction2's tool does.
 
     Args:
@@ -34,16 +41,27 @@ def configure_train(cfg: Config, config_path: str, launcher: str = 'none',
         no_validate (bool): Drop the validation loop. Defaults to False.
         auto_scale_lr (bool): Scale the learning rate by the actual over
             ``auto_scale_lr.base_batch_size``. Defaults to False.
+        verbose (bool): mmengine's dumps on the console too. Defaults to
+            False.
 
     Returns:
         Config: ``cfg``, changed in place.
     """
+    missing = [k for k in ('train_dataloader', 'train_cfg', 'optim_wrapper')
+               if not cfg.get(k)]
+    if missing:
+        raise ValueError(
+            f'{config_path} has no {", ".join(missing)}: a test-only config '
+            'cannot train; use tools/test.py, or a config with a train loop.')
     cfg.launcher = launcher
+    if verbose:
+        cfg.verbose = True
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('work_dirs', name)
+    check_output_dir(cfg.work_dir, '--work-dir')
     if amp:
         if not torch.cuda.is_available():
             raise ValueError('--amp trains with mmengine\'s AmpOptimWrapper, '
@@ -65,6 +83,11 @@ def configure_train(cfg: Config, config_path: str, launcher: str = 'none',
                 '--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                 'in the config (the batch size its learning rate is for).')
         cfg.auto_scale_lr.enable = True
+    wire_train_data(cfg)
+    if not any(h.get('type') == 'FiniteLossHook'
+               for h in cfg.get('custom_hooks', [])):
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='FiniteLossHook')]
     if cfg.get('load_from') and not any(
             h.get('type') == 'CheckpointKeysHook'
             for h in cfg.get('custom_hooks', [])):

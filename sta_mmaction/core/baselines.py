@@ -5,9 +5,14 @@ counts: ``'random'`` (:func:`random_select`), ``'temporal'`` (STA with
 ``a = 0``), ``'semantic'`` (``a`` alone, no parity rule: every group drops
 its ``r`` least active tokens), ``'tome'`` (ToMe's bipartite soft matching
 per group, merging instead of dropping; Bolya et al., "Token Merging: Your
-ViT But Faster", ICLR 2023) and ``'oracle'`` (each group keeps its first
-``n - r`` positions: a speed reference for the cost of STA's selection, not
-an accuracy baseline). Only :data:`NEEDS_KEYS` read the attention keys.
+ViT But Faster", ICLR 2023), ``'vidtldr'`` (the same matching on the
+tokens, each merged token weighted by its saliency, :func:`saliency`;
+Choi et al., "vid-TLDR: Training Free Token merging for Light-weight Video
+Transformer", CVPR 2024), ``'rlt'`` (each clip drops its ``G * r`` tokens
+whose patches changed least, :mod:`.rlt`) and ``'oracle'`` (each group keeps
+its first ``n - r`` positions: a speed reference for the cost of STA's
+selection, not an accuracy baseline). Only :data:`NEEDS_KEYS` read the
+attention keys.
 """
 import hashlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -17,13 +22,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import sta
+from .rlt import rlt_select
 from .sta import best_partner, check_groups, gather_tokens
 
 #: Elements of a clip that :func:`clip_generators` hashes, at most.
 HASHED_ELEMENTS = 4096
 
-#: One generator for the batch, one per sample, or None (the global RNG).
-Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+#: One generator for the batch, one per sample, None (the global RNG), or
+#: the (B, G, n) draws themselves (an exported graph's input).
+Generators = Union[None, torch.Generator, Sequence[torch.Generator], Tensor]
 
 
 def random_select(batch: int, num_tokens: int, num_groups: int, r: int,
@@ -36,10 +43,11 @@ def random_select(batch: int, num_tokens: int, num_groups: int, r: int,
         num_tokens (int): N, a multiple of ``num_groups``.
         num_groups (int): G.
         r (int): Tokens dropped per group.
-        generator (torch.Generator or Sequence[torch.Generator], optional):
-            One for the batch, or one per sample (whose keep sets then do
-            not depend on the batch), drawn on its device. Defaults to None,
-            the global RNG of ``device``.
+        generator (torch.Generator or Sequence[torch.Generator] or Tensor,
+            optional): One for the batch, or one per sample (whose keep sets
+            then do not depend on the batch), drawn on its device, or the
+            (B, G, n) uniform draws themselves. Defaults to None, the global
+            RNG of ``device``.
         device (torch.device, optional): Device of the returned indices.
             Defaults to None, the generator's device (or the CPU).
 
@@ -48,7 +56,9 @@ def random_select(batch: int, num_tokens: int, num_groups: int, r: int,
         and each group's survivors in position order.
     """
     n = num_tokens // num_groups
-    if isinstance(generator, torch.Generator) or generator is None:
+    if isinstance(generator, Tensor):
+        noise = generator  # (B, G, n)
+    elif isinstance(generator, torch.Generator) or generator is None:
         draw_on = generator.device if generator is not None else device
         noise = torch.rand(batch, num_groups, n, generator=generator,
                            device=draw_on)  # (B, G, n)
@@ -127,35 +137,45 @@ def _to_global(local: Tensor, n: int) -> Tensor:
     return (local + offset[:, None]).flatten(1)
 
 
-def _sta(x, keys, num_groups, r, reverse, generator):
+def _sta(x, keys, num_groups, r, reverse, generator, change):
     return sta.sta_select(x, keys, num_groups, r, reverse)
 
 
-def _temporal(x, keys, num_groups, r, reverse, generator):
+def _temporal(x, keys, num_groups, r, reverse, generator, change):
     return sta.sta_select(x, keys, num_groups, r, reverse, semantic=False)
 
 
-def _random(x, keys, num_groups, r, reverse, generator):
+def _random(x, keys, num_groups, r, reverse, generator, change):
     return random_select(x.shape[0], x.shape[1], num_groups, r, generator,
                          x.device)
 
 
-def _semantic(x, keys, num_groups, r, reverse, generator):
+def _semantic(x, keys, num_groups, r, reverse, generator, change):
     return semantic_select(x, num_groups, r)
 
 
-def _oracle(x, keys, num_groups, r, reverse, generator):
+def _oracle(x, keys, num_groups, r, reverse, generator, change):
     return first_select(x.shape[0], x.shape[1], num_groups, r, x.device)
 
 
-#: Selecting strategy -> ``f(x, keys, num_groups, r, reverse, generator)``.
+def _rlt(x, keys, num_groups, r, reverse, generator, change):
+    return rlt_select(change, num_groups * r)
+
+
+#: Selecting strategy ->
+#: ``f(x, keys, num_groups, r, reverse, generator, change)``.
 SELECTORS: Dict[str, Callable[..., Tensor]] = {
     'sta': _sta, 'random': _random, 'temporal': _temporal,
-    'semantic': _semantic, 'oracle': _oracle,
+    'semantic': _semantic, 'oracle': _oracle, 'rlt': _rlt,
 }
 
-#: Token-reduction strategies, STA first; ``'tome'`` merges, the rest select.
-STRATEGIES = tuple(SELECTORS) + ('tome', )
+#: Strategies that merge tokens (:func:`bipartite_match`) instead of
+#: selecting them.
+MERGING = ('tome', 'vidtldr')
+
+#: Every token-reduction strategy, STA first: the one list that tools and
+#: experiments iterate over. ``'oracle'`` is a speed reference only.
+STRATEGIES = tuple(SELECTORS) + MERGING
 
 #: Strategies that read the attention keys (the others get ``keys=None``).
 NEEDS_KEYS = frozenset({'sta', 'temporal', 'tome'})
@@ -170,7 +190,8 @@ def validate_strategy(strategy: str) -> None:
 
 def select_tokens(x: Tensor, keys: Optional[Tensor], num_groups: int, r: int,
                   reverse: bool = False, *, strategy: str = 'sta',
-                  generator: Generators = None) -> Tensor:
+                  generator: Generators = None,
+                  change: Optional[Tensor] = None) -> Tensor:
     """:data:`SELECTORS` ``[strategy]``: (B, N - G * r) kept indices.
 
     Args:
@@ -186,23 +207,31 @@ def select_tokens(x: Tensor, keys: Optional[Tensor], num_groups: int, r: int,
         generator (torch.Generator or Sequence[torch.Generator], optional):
             The ``'random'`` strategy's draws (see :func:`random_select`).
             Defaults to None, the global RNG of ``x``'s device.
+        change (Tensor, optional): (B, N) the ``'rlt'`` strategy's change
+            per token (:func:`~sta_mmaction.core.rlt.patch_change`).
+            Defaults to None.
 
     Returns:
         Tensor: (B, N - G * r) int64 indices into ``N``, groups in time
-        order. ``'random'`` and ``'oracle'`` keep each group's survivors in
-        position order.
+        order. ``'random'``, ``'oracle'`` and ``'rlt'`` keep survivors in
+        position order; ``'rlt'`` drops ``G * r`` per clip, not per group.
     """
     validate_strategy(strategy)
-    if strategy == 'tome':
-        raise ValueError("strategy='tome' merges tokens instead of selecting "
-                         'them; use bipartite_match() and merge_tokens().')
+    if strategy in MERGING:
+        raise ValueError(f'strategy={strategy!r} merges tokens instead of '
+                         'selecting them; use bipartite_match() and '
+                         'merge_tokens().')
     if keys is None and strategy in NEEDS_KEYS:
         raise ValueError(f'strategy={strategy!r} scores the attention keys, '
                          'but keys=None.')
+    if change is None and strategy == 'rlt':
+        raise ValueError("strategy='rlt' ranks the tokens by their change, "
+                         'but change=None.')
     check_groups(x.shape[1], num_groups, r)
     if r <= 0:
         return torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
-    return SELECTORS[strategy](x, keys, num_groups, r, reverse, generator)
+    return SELECTORS[strategy](x, keys, num_groups, r, reverse, generator,
+                               change)
 
 
 def bipartite_match(keys: Tensor, num_groups: int,
@@ -247,11 +276,14 @@ def bipartite_match(keys: Tensor, num_groups: int,
 
 
 def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
-                 dst: Tensor) -> Tuple[Tensor, Tensor]:
+                 dst: Tensor,
+                 weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Size-weighted merge of ``src`` tokens into ``dst`` tokens.
 
     A kept token becomes the size-weighted mean of itself and the tokens
-    merged into it, its size their sum (as ToMe's ``merge_wavg``).
+    merged into it, its size their sum (as ToMe's ``merge_wavg``). With
+    ``weight`` each ``src`` token's size is scaled by its weight first, as
+    vid-TLDR's saliency-aware merge does (weight 0 drops it).
 
     Args:
         x (Tensor): (B, N, C) tokens.
@@ -259,6 +291,8 @@ def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
         kept (Tensor): (B, M) indices of the surviving tokens.
         src (Tensor): (B, K) indices of the tokens merged away.
         dst (Tensor): (B, K) the kept token each ``src`` merges into.
+        weight (Tensor, optional): (B, N) weight of each token as a
+            ``src``. Defaults to None, all ones.
 
     Returns:
         tuple[Tensor]: merged tokens (B, M, C) in ``x``'s dtype and their
@@ -267,10 +301,39 @@ def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
     with torch.autocast(device_type=x.device.type, enabled=False):
         size = size.float()
         total = x.float() * size.unsqueeze(-1)  # (B, N, C)
+        moved = size.gather(1, src)  # (B, K)
+        if weight is not None:
+            moved = moved * weight.float().gather(1, src)  # (B, K)
         to_dst = dst.unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (B, K, C)
-        total = total.scatter_add(1, to_dst,
-                                  gather_tokens(total, src))  # (B, N, C)
-        size = size.scatter_add(1, dst, size.gather(1, src))  # (B, N)
+        total = total.scatter_add(
+            1, to_dst, gather_tokens(x.float(), src) *
+            moved.unsqueeze(-1))  # (B, N, C)
+        size = size.scatter_add(1, dst, moved)  # (B, N)
         size = size.gather(1, kept)  # (B, M)
         merged = gather_tokens(total, kept) / size.unsqueeze(-1)  # (B, M, C)
     return merged.to(x.dtype), size
+
+
+def saliency(attn: Tensor) -> Tensor:
+    """(B, N, N) head-averaged attention probabilities -> (B, N) saliency.
+
+    vid-TLDR's score (Choi et al., CVPR 2024; ``mlvlab/vid-TLDR``): each
+    token's negative attention entropy ``sum_j p_ij log p_ij``, min-max
+    normalised over the clip; tokens below the mean are background and get
+    0, the rest ``(s - mean) / max(s - mean)`` in ``(0, 1]``. A clip of equal
+    scores gets 0 everywhere instead of ``0 / 0``.
+    """
+    with torch.autocast(device_type=attn.device.type, enabled=False):
+        s = torch.xlogy(attn.float(), attn.float()).sum(-1)  # (B, N)
+        s = s - s.amin(-1, keepdim=True)
+        s = _safe_div(s, s.amax(-1, keepdim=True))  # (B, N) in [0, 1]
+        mean = s.mean(-1, keepdim=True)  # (B, 1)
+        s = _safe_div(s - mean, (s - mean).amax(-1, keepdim=True))
+        return torch.where(s < 0, torch.zeros_like(s), s)  # (B, N)
+
+
+def _safe_div(a: Tensor, b: Tensor) -> Tensor:
+    """``a / b``, and 0 where ``b`` is 0."""
+    ok = b > 0
+    return torch.where(ok, a / torch.where(ok, b, torch.ones_like(b)),
+                       torch.zeros_like(a))

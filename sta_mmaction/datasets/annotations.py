@@ -70,7 +70,7 @@ def load_video_list(ann_file: str,
             level=logging.WARNING)
     if '://' not in str(ann_file) and not osp.isfile(ann_file):
         raise AnnotationError(
-            f'test_dataloader.dataset.ann_file={ann_file!r}: no such file '
+            f'ann_file={ann_file!r}: no such file '
             f'(relative paths start at {osp.abspath(".")}). Point it at '
             'your list, e.g. --cfg-options '
             'test_dataloader.dataset.ann_file=/data/k400/val_list.txt '
@@ -109,6 +109,6 @@ def load_video_list(ann_file: str,
         data_list.append(dict(filename=name, label=label_out))
     if not data_list:
         raise AnnotationError(
-            f'{ann_file} lists no video: a test over it would evaluate '
-            f'nothing. Give a list with one {form} line per video.')
+            f'{ann_file} lists no video: a run over it would test or train '
+            f'on nothing. Give a list with one {form} line per video.')
     return data_list

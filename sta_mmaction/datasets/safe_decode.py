@@ -45,6 +45,15 @@ class CorruptVideoError(RuntimeError):
     """A video of the dataset cannot be opened or decoded."""
 
 
+def reader_error(transform: Any, err: Exception) -> Optional[str]:
+    """What a video reader's failure says (None if ``transform`` is not an
+    open or decode transform, whose errors are then not the video's)."""
+    if not isinstance(transform, OPEN_TRANSFORMS + DECODE_TRANSFORMS):
+        return None
+    return (f'{type(transform).__name__} raised {type(err).__name__}: '
+            f'{_short(str(err))}')
+
+
 @DATASETS.register_module()
 class SafeVideoDataset(VideoDataset):
     """``VideoDataset`` that names undecodable videos, or opts to skip them.
@@ -116,10 +125,9 @@ class SafeVideoDataset(VideoDataset):
             try:
                 results = transform(results)
             except Exception as err:
-                if not reads:
+                error = reader_error(transform, err)
+                if error is None:
                     raise
-                error = (f'{type(transform).__name__} raised '
-                         f'{type(err).__name__}: {_short(str(err))}')
                 if not self.skip_corrupt:
                     raise CorruptVideoError(
                         f'Cannot read video {filename} (sample {idx} of '

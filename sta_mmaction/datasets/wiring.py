@@ -10,31 +10,50 @@ from mmengine.logging import print_log
 VIDEO_TYPES = ('VideoDataset', 'SafeVideoDataset')
 
 
-def set_num_classes_from_head(cfg: Any) -> int:
-    """Set ``test_dataloader.dataset.num_classes`` from the head's; return it.
+def set_num_classes_from_head(cfg: Any,
+                              loader: str = 'test_dataloader') -> int:
+    """Set ``<loader>.dataset.num_classes`` from the head's; return it.
 
     ``ValueError`` if the head has no positive int ``num_classes`` or the
     dataset sets another.
 
     Args:
-        cfg (Config): The test config; changed in place.
+        cfg (Config): The config; changed in place.
+        loader (str): The dataloader key. Defaults to ``'test_dataloader'``.
     """
     head = cfg.model.get('cls_head') or {}
     num = head.get('num_classes')
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(
-            f'model.cls_head.num_classes={num!r}: the labels of the test '
-            'list are checked against the head\'s class count, so the model '
-            'needs a cls_head with a positive int num_classes.')
-    dataset = cfg.test_dataloader.dataset
+            f'model.cls_head.num_classes={num!r}: the labels of the '
+            f'{loader} list are checked against the head\'s class count, so '
+            'the model needs a cls_head with a positive int num_classes.')
+    dataset = cfg[loader].dataset
     given = dataset.get('num_classes')
     if given is not None and given != num:
         raise ValueError(
-            f'test_dataloader.dataset.num_classes={given!r} but '
+            f'{loader}.dataset.num_classes={given!r} but '
             f'model.cls_head.num_classes={num}: the labels would index a '
             'head of another size. Make them equal (or drop the dataset\'s).')
     dataset.num_classes = num
     return num
+
+
+def wire_train_data(cfg: Any) -> Any:
+    """The checks of :func:`wire_test_data` for training: the train and val
+    ``VideoDataset``s become ``SafeVideoDataset``s with the head's
+    ``num_classes``, so a bad label line or an unreadable video stops the
+    run naming the file. Other dataset types are left as they are.
+
+    Args:
+        cfg (Config): The train config; changed in place and returned.
+    """
+    for loader in ('train_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        if dataset.get('type') in VIDEO_TYPES:
+            dataset.type = 'SafeVideoDataset'
+            set_num_classes_from_head(cfg, loader)
+    return cfg
 
 
 def wire_test_data(cfg: Any, skip_corrupt: bool = False,

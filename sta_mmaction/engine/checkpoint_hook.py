@@ -20,7 +20,8 @@ class CheckpointKeysHook(Hook):
     silently leaves random weights behind. Before any video is decoded, an
     original VideoMAE or Video Swin file is converted in place and bad
     weights are refused (``check_state_dict``); ``allow_partial_load = True``
-    lets keys be missing. It records ``checkpoint``, ``checkpoint_file``,
+    (or an ``STARecognizer3D``'s ``model.allow_partial_load``) lets keys be
+    missing. It records ``checkpoint``, ``checkpoint_file``,
     ``checkpoint_sha256`` (12 hex digits) and any partial load under
     ``sta_provenance/``.
     """
@@ -32,9 +33,13 @@ class CheckpointKeysHook(Hook):
         if not source and runner.cfg.get('resume'):
             from mmengine.runner import find_latest_checkpoint
             source = find_latest_checkpoint(runner.work_dir)
-        partial = bool(runner.cfg.get('allow_partial_load', False))
-        missing = prepare_checkpoint(
-            unwrap(runner.model), checkpoint, source, partial)
+        model = unwrap(runner.model)
+        partial = bool(runner.cfg.get('allow_partial_load', False)
+                       or getattr(model, 'allow_partial_load', False))
+        if partial and hasattr(model, 'allow_partial_load'):
+            # an STARecognizer3D checks the copy that follows, too
+            model.allow_partial_load = True
+        missing = prepare_checkpoint(model, checkpoint, source, partial)
         local = local_checkpoint_file(source) if source else None
         if local is None:
             print_log(

@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..models import unwrap
+from ..utils.checkpoint import file_sha256
 
 #: ``runtime_info`` prefix under which other parts of a run (the checkpoint
 #: check, tools/test.py) leave facts for the provenance record.
@@ -19,11 +20,15 @@ class ProvenanceHook(Hook):
     """Record what produced a test run's numbers, beside the numbers.
 
     The record lands in the test metrics (so the JSON log) and the run's
-    last log line: the backbone as it ran (``backbone``, ``drop_number``,
-    ``strategy``, ``seed``, ``fused_attention``), ``config``,
-    ``checkpoint``, ``protocol``, ``views_per_video`` (of the first batch),
-    ``num_evaluated`` and ``num_skipped``. Anything stored in the runtime
-    info under ``'sta_provenance/<key>'`` joins the record as ``<key>``.
+    ``Result:`` and ``Provenance:`` lines: the backbone as it ran
+    (``backbone``, ``drop_number``, ``strategy``, ``seed``,
+    ``fused_attention``), ``precision`` (the test
+    loop's autocast: ``'fp32'``, ``'bf16'`` or ``'fp16'``), ``config``,
+    ``checkpoint``, the data (``ann_file``, its ``ann_file_sha256``, 12 hex
+    digits, and ``data_prefix``), ``protocol``, ``views_per_video`` (of the
+    first batch), ``num_evaluated`` and ``num_skipped``. Anything stored in
+    the runtime info under ``'sta_provenance/<key>'`` joins the record as
+    ``<key>``.
     """
 
     # before LoggerHook (BELOW_NORMAL), which writes the metrics JSON
@@ -31,15 +36,25 @@ class ProvenanceHook(Hook):
 
     def before_test(self, runner) -> None:
         backbone = getattr(unwrap(runner.model), 'backbone', None)
-        cfg = runner.cfg
+        cfg, loop = runner.cfg, runner.test_loop
+        dataset = getattr(runner.test_dataloader, 'dataset', None)
+        ann_file = getattr(dataset, 'ann_file', None) or None
+        if ann_file and osp.isfile(ann_file):
+            ann_file = osp.abspath(ann_file)
         self.record: Dict[str, Any] = dict(
             backbone=type(backbone).__name__,
             drop_number=getattr(backbone, 'drop_number', 0),
             strategy=getattr(backbone, 'strategy', None),
             seed=getattr(backbone, 'seed', None),
             fused_attention=getattr(backbone, 'fused_attention', False),
+            precision=getattr(loop, 'amp', None) or (
+                'fp16' if getattr(loop, 'fp16', False) else 'fp32'),
             config=osp.abspath(cfg.filename) if cfg.filename else None,
             checkpoint=cfg.get('load_from'),
+            ann_file=ann_file,
+            ann_file_sha256=file_sha256(ann_file)[:12]
+            if ann_file and osp.isfile(ann_file) else None,
+            data_prefix=getattr(dataset, 'data_prefix', None),
             protocol=cfg.get('test_protocol', 'config'))
         self.views: Optional[int] = None
 
@@ -78,19 +93,28 @@ class ProvenanceHook(Hook):
         m = self.metrics
         scores = ', '.join(f'{k}={v:.4f}' for k, v in m.items()
                            if k.startswith('acc/') and isinstance(v, float))
-        evaluated = int(m['num_evaluated'])
-        skipped = int(m['num_skipped'])
-        sha = m.get('checkpoint_sha256')
+        cost = (f' | {m["gflops_per_view"]:.2f} GFLOPs per view, tokens '
+                f'{m.get("tokens") or "n/a"}'
+                if 'gflops_per_view' in m else '')
+        sha, list_sha = m.get('checkpoint_sha256'), m.get('ann_file_sha256')
         partial = ''
         if m.get('partial_load'):
             partial = (f' (partial load: {len(m.get("random_init_keys", []))}'
                        ' tensors left at random init)')
+        prefix = m.get('data_prefix')
+        if isinstance(prefix, dict) and len(prefix) == 1:
+            prefix = next(iter(prefix.values()))
         print_log(
-            f'Result: {scores or "no accuracy metric"} | '
-            f'{m["backbone"]} drop_number={m["drop_number"]} '
-            f'strategy={m["strategy"]} seed={m["seed"]} | '
+            f'Result: {scores or "no accuracy metric"}{cost} | '
+            f'{int(m["num_evaluated"])} videos evaluated, '
+            f'{int(m["num_skipped"])} skipped', logger='current')
+        print_log(
+            f'Provenance: {m["backbone"]} drop_number={m["drop_number"]} '
+            f'strategy={m["strategy"]} seed={m["seed"]}, {m["precision"]}, '
+            f'{"fused" if m["fused_attention"] else "explicit"} attention | '
             f'config {m["config"]} | checkpoint {m["checkpoint"]}'
             + (f' (sha256 {sha})' if sha else '') + partial + ' | '
-            f'{m["views_per_video"]} views per video ({m["protocol"]} '
-            f'protocol) | {evaluated} videos evaluated, {skipped} skipped',
-            logger='current')
+            f'list {m["ann_file"]}' + (f' (sha256 {list_sha})'
+                                       if list_sha else '') +
+            f', videos {prefix} | {m["views_per_video"]} views per video '
+            f'({m["protocol"]} protocol)', logger='current')

@@ -1,9 +1,19 @@
-"""Logging of a test run: one metrics JSON, readable default logs."""
-import logging
+"""Logging of a run: one metrics JSON, a brief console, a complete log file.
 
-from mmaction.registry import HOOKS
+mmengine's Runner logs its environment, its config and the hook order at
+INFO, about 270 lines before the first result. :class:`BriefConsoleRunner`
+keeps them in the log file and off the console unless the config sets
+``verbose = True`` (``--verbose``); each known deprecation warning is shown
+once per process (:data:`REPEATED_WARNINGS`).
+"""
+import logging
+import os.path as osp
+
+from mmaction.registry import HOOKS, RUNNERS
 from mmengine.dist import is_main_process
 from mmengine.hooks import LoggerHook
+from mmengine.logging import print_log
+from mmengine.runner import Runner
 from torch.utils.data import get_worker_info
 
 
@@ -21,6 +31,27 @@ class MainRankJsonLoggerHook(LoggerHook):
         _, log_str = runner.log_processor.get_log_after_epoch(
             runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
         runner.logger.info(log_str)
+
+    def after_test(self, runner) -> None:
+        # after ProvenanceHook's result lines (NORMAL): the run's last line
+        if is_main_process():
+            print_log('Metrics JSON: ' + osp.abspath(osp.join(
+                runner.log_dir, self.json_log_path)), logger='current')
+
+
+class PrefixFilter(logging.Filter):
+    """Drop log messages that start with one of ``prefixes``.
+
+    Args:
+        prefixes (tuple[str]): Starts of the messages to drop.
+    """
+
+    def __init__(self, prefixes) -> None:
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
 
 
 class OnceFilter(logging.Filter):
@@ -49,11 +80,51 @@ class OnceFilter(logging.Filter):
         return True
 
 
-#: Messages of the pinned stack that repeat once per video.
-REPEATED_WARNINGS = ('"FileClient" will be deprecated', )
+#: Deprecation warnings of the pinned stack that repeat (once per video,
+#: once per logger).
+REPEATED_WARNINGS = ('"FileClient" will be deprecated',
+                     '"HardDiskBackend" is the alias of "LocalBackend"')
+#: One filter for every logger, so each warning shows once per process.
+ONCE = OnceFilter(REPEATED_WARNINGS)
+#: Starts of the INFO dumps of mmengine 0.10.7's Runner: environment,
+#: config, SyncBN note, hook order and checkpoint path.
+RUNNER_DUMPS = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
+                'Distributed training is not used',
+                'Hooks will be executed in the following order',
+                'Load checkpoint from ')
 
 
 def quiet_repeated_warnings(logger: logging.Logger) -> None:
-    """Show each of :data:`REPEATED_WARNINGS` once on ``logger``."""
-    if not any(isinstance(f, OnceFilter) for f in logger.filters):
-        logger.addFilter(OnceFilter(REPEATED_WARNINGS))
+    """Show each of :data:`REPEATED_WARNINGS` once per process."""
+    if ONCE not in logger.filters:
+        logger.addFilter(ONCE)
+
+
+def brief_console(logger: logging.Logger, verbose: bool = False) -> None:
+    """Keep :data:`RUNNER_DUMPS` out of the console handlers of ``logger``
+    (unless ``verbose``) and show repeated warnings once.
+
+    Args:
+        logger (Logger): An ``MMLogger``; its file handler keeps everything.
+        verbose (bool): Leave the console complete. Defaults to False.
+    """
+    quiet_repeated_warnings(logger)
+    if verbose:
+        return
+    for handler in logger.handlers:
+        if (type(handler) is logging.StreamHandler and not any(
+                isinstance(f, PrefixFilter) for f in handler.filters)):
+            handler.addFilter(PrefixFilter(RUNNER_DUMPS))
+
+
+@RUNNERS.register_module()
+class BriefConsoleRunner(Runner):
+    """mmengine's ``Runner`` with a brief console (:func:`brief_console`);
+    ``verbose = True`` in the config shows everything. What
+    ``sta_mmaction.apis.runner_of`` builds unless the config names a
+    ``runner_type``."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        brief_console(logger, bool(self.cfg.get('verbose', False)))
+        return logger

@@ -25,12 +25,16 @@ from .provenance import PREFIX
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-def check_amp(amp: Optional[str], device_type: str) -> None:
+def check_amp(amp: Optional[str], device_type: str,
+              fp16: bool = False) -> None:
     """Raise a ``ValueError`` for an ``amp`` the device cannot run.
 
     Args:
         amp (str, optional): ``'bf16'``, ``'fp16'`` or None (float32).
         device_type (str): Where the model runs, ``'cpu'`` or ``'cuda'``.
+        fp16 (bool): mmengine's ``test_cfg.fp16``, which autocasts to the
+            device's default dtype: float16 on CUDA, bfloat16 on the CPU.
+            Defaults to False.
     """
     if amp is not None and amp not in AMP_DTYPES:
         raise ValueError(f'amp={amp!r} is not a mixed precision; choose '
@@ -39,6 +43,23 @@ def check_amp(amp: Optional[str], device_type: str) -> None:
         raise ValueError(
             f"amp='fp16' needs CUDA, but the model runs on {device_type}; "
             "use amp='bf16' (--amp bf16) there.")
+    if fp16 and device_type != 'cuda':
+        raise ValueError(
+            f'test_cfg.fp16=True on {device_type}: mmengine then autocasts '
+            'to bfloat16, not float16; drop it and pass --amp bf16 '
+            "(test_cfg=dict(type='STATestLoop', amp='bf16')) to say so.")
+
+
+def check_compile(backbone: type) -> None:
+    """Raise a ``ValueError`` if a backbone of class ``backbone`` cannot be
+    compiled: every route to ``torch.compile`` in a test run asks here.
+
+    Every STA backbone compiles (``STASwin3D`` since its kept-token
+    attention runs in query tiles of static shapes), so none is refused.
+
+    Args:
+        backbone (type): The (STA) backbone class that runs.
+    """
 
 
 def float32_scores(samples: Sequence) -> Sequence:
@@ -78,7 +99,7 @@ class STATestLoop(TestLoop):
                  amp: Optional[str] = None,
                  compile: Union[bool, Dict] = False) -> None:
         device_type = next(unwrap(runner.model).parameters()).device.type
-        check_amp(amp, device_type)
+        check_amp(amp, device_type, fp16)
         if fp16 and amp is not None:
             raise ValueError(
                 f'test_cfg sets fp16=True and amp={amp!r}; fp16=True '
@@ -94,7 +115,6 @@ class STATestLoop(TestLoop):
 
     def run(self) -> dict:
         hub = self.runner.message_hub
-        hub.update_info(PREFIX + 'amp', self.amp or 'fp32')
         hub.update_info(PREFIX + 'compile', bool(self.compile))
         self._compiled = not self.compile
         return super().run()
@@ -110,7 +130,9 @@ class STATestLoop(TestLoop):
         # --- STA: compile once, autocast to the named dtype, float32 out ---
         if not self._compiled:
             options = {} if self.compile is True else dict(self.compile)
-            unwrap(self.runner.model).backbone.compile(**options)
+            backbone = unwrap(self.runner.model).backbone
+            check_compile(type(backbone))
+            backbone.compile(**options)
             self._compiled = True
         with autocast(enabled=self.fp16), torch.autocast(
                 device_type=self.device_type,

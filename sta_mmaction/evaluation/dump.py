@@ -29,6 +29,8 @@ class IdentifiedDumpResults(DumpResults):
     """
 
     receives_skipped = True
+    # it computes no metric to prefix; set, so BaseMetric does not warn
+    default_prefix = 'dump'
 
     def process(self, data_batch: Any, predictions: Sequence[dict]) -> None:
         """Keep each prediction with its video's identity; ``ValueError`` if

@@ -13,9 +13,22 @@ from .strategy import (check_flag, check_known, check_strategy_args,
                        init_arguments, sample_generators)
 from .swin_layers import layer_forward_fused, merge_kept, stage_forward_kept
 
-#: Strategies STASwin3D supports: all but ToMe's merging, as a merged token
-#: has no single grid position for window attention and patch merging.
-SWIN_STRATEGIES = tuple(s for s in STRATEGIES if s != 'tome')
+_MERGED = ('merged tokens stand for patches from anywhere in their group, '
+           'but window attention and patch merging address every token by '
+           'one grid position.')
+
+#: Strategies STASwin3D refuses, and why.
+SWIN_REFUSED = {
+    'tome': f"ToMe's {_MERGED}",
+    'vidtldr': f"vid-TLDR's {_MERGED}",
+    'rlt': 'RLT keeps the first temporal slice whole and takes its budget '
+           'from the later ones, but the Swin schedule carries the same '
+           'number of tokens per group of slices through every patch '
+           'merging (swin_schedule).',
+}
+
+#: Strategies STASwin3D supports.
+SWIN_STRATEGIES = tuple(s for s in STRATEGIES if s not in SWIN_REFUSED)
 
 #: (T, H, W) assumed when given no shape: the paper's 32 frames of 224^2.
 DEFAULT_CLIP = (32, 224, 224)
@@ -77,10 +90,8 @@ class STASwin3D(SwinTransformer3D):
         check_known('STASwin3D', settings, self.STA_SETTINGS, what='setting')
         fused = settings.get('fused_attention', False)
         check_flag('fused_attention', fused)
-        check_strategy_args(
-            strategy, seed, SWIN_STRATEGIES, why="ToMe's merged tokens stand "
-            'for patches from anywhere in their group, but window attention '
-            'and patch merging address every token by one grid position.')
+        check_strategy_args(strategy, seed, SWIN_STRATEGIES,
+                            why=SWIN_REFUSED.get(strategy, ''))
         if isinstance(drop_number, bool) or not isinstance(drop_number, int):
             raise ValueError(f'drop_number must be an int, got '
                              f'{drop_number!r} ({type(drop_number).__name__})'
@@ -159,13 +170,13 @@ class STASwin3D(SwinTransformer3D):
         """The schedule for clip ``x``; ``ValueError`` if it cannot take x."""
         if x.dim() != 5:
             raise ValueError(f'STASwin3D expects a (B, C, T, H, W) clip, got '
-                             f'a tensor of shape {tuple(x.shape)}.')
+                             f'a tensor of shape {tuple(map(int, x.shape))}.')
         c = x.shape[1]
         if c != self.patch_embed.in_channels:
             raise ValueError(
                 f'STASwin3D was built for in_channels='
                 f'{self.patch_embed.in_channels}, but got a clip of shape '
-                f'(C, T, H, W) = {tuple(x.shape[1:])}.')
+                f'(C, T, H, W) = {tuple(map(int, x.shape[1:]))}.')
         return self.token_schedule(x.shape)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,12 +1,19 @@
 """The layers of STASwin3D's pruned forward: kept tokens in Video Swin.
 
 The paper (Ding et al., ICCV 2023) applies STA to Video Swin but never
-released that code; this design is fitted to its GFLOPs table. Window
-attention runs on full windows, pruned keys masked out, while the per-token
-layers (qkv, projection, MLP, patch-merging reduction) run on the kept
-tokens only, by gather and scatter, so neither fvcore nor the clock sees
-work that is not done. On CPUs the attention and the full stage 1 keep the
-speed-up below the FLOPs ratio (``tools/analysis_tools/benchmark.py``).
+released that code; ours costs fewer GFLOPs than its table wherever it
+prunes (docs/swin_design.md). Every layer of a pruned stage runs on the kept
+tokens only. Per-token layers (qkv, projection, MLP, patch-merging
+reduction) take them by gather. Window attention takes them in *query
+tiles* (:class:`KeptTiles`): each window's kept tokens, in window order,
+fill tiles of ``T`` query slots that attend to the window's ``N``
+positions, pruned keys masked; the relative position bias is read at the
+tiles' query offsets. A window of ``k`` kept tokens fills ``ceil(k / T)``
+tiles, so :func:`query_tiles` bounds a clip's tiles by its kept count
+whatever their positions: the shapes depend on the view and ``r`` only
+(fvcore counts them, ``torch.compile`` takes them), and attention costs
+about ``2 M N C`` for ``M`` kept tokens instead of ``2 P N C`` over the
+``P`` positions of full windows.
 
 Schedule (:func:`sta_mmaction.core.swin_schedule`): before stages 2, 3 and
 4, groups of 1, 2 and 4 temporal slices lose ``r``, ``r // 4`` and
@@ -16,196 +23,340 @@ tokens for its ``k`` kept ones, at the 2x2 positions with the most kept
 children (ties: the larger sum of ``|x|``), so every stage is priced by one
 rule. STA scores the stage input with the first block's own keys
 ``W_k norm1(x) + b_k``, averaged over heads and reused by the block
-(:func:`select_with_keys`).
-
-A pruned position's keys get :data:`PRUNED_KEY_BIAS` and its attention
-output is discarded (:class:`KeptWindows`); in patch merging it holds its
+(:func:`select_with_keys`). In patch merging a pruned position holds its
 last features, or zeros where the previous carry dropped it
 (:func:`merge_kept`), so a kept merged vector looks like stock's.
+
+Full windows (stage 1; every stage of the fused forward at ``r = 0``) go
+through ``scaled_dot_product_attention`` with the block's ``(heads, N, N)``
+bias broadcast over windows; a shifted block attends once per kind of
+window (:func:`window_kinds`), each kind with its own ``(N, N)`` shift mask,
+so no block builds a ``(B*nW, heads, N, N)`` tensor. Masks use
+:data:`PRUNED_KEY_BIAS`, where stock's -100 gives subnormal weights that
+slow the matmuls several times on x86 CPUs; the geometry behind them is
+cached per stage and view (:func:`window_geometry`).
 """
-from typing import Dict, Optional, Sequence, Tuple
+import math
+from functools import lru_cache
+from itertools import product
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from mmaction.models.backbones.swin import (BasicLayer, PatchMerging,
                                             SwinTransformerBlock3D,
-                                            compute_mask, get_window_size)
+                                            WindowAttention3D, compute_mask,
+                                            get_window_size,
+                                            window_partition, window_reverse)
 from torch import Tensor
 from torch.profiler import record_function
 
 from ..core import (NEEDS_KEYS, Generators, ceil_div, gather_tokens,
                     scatter_tokens, select_tokens)
 
-#: Logit added to pruned keys. A row that holds any kept key gives them
-#: exactly zero weight (``exp`` underflows); a row without one (a pruned
-#: query, whose output is discarded) stays finite, where ``-inf`` would give
-#: NaN. It is finite in fp16 too.
+#: Logit of a masked key: pruned, or across shifted-window regions. A row
+#: that holds any allowed key gives it exactly zero weight (``exp``
+#: underflows); a row without one (an empty query slot, whose output is
+#: discarded) stays finite, where ``-inf`` would give NaN. Finite in fp16.
 PRUNED_KEY_BIAS = -1e4
 
+#: Query slots per tile of the kept-token attention, ``T``. Smaller tiles
+#: waste fewer slots (at most ``T - 1`` per window); on CPUs the attention
+#: kernel runs tiles of 32 to 64 queries at about the speed per score of
+#: whole 8x7x7 windows.
+QUERY_TILE = 32
 
-class KeptWindows:
-    """Where a stage's kept tokens sit in its (padded, shifted) windows.
+#: Elements per temporary of the tile attention (16 MiB in float32): below
+#: glibc's 32 MiB mmap threshold, so chunks reuse memory on CPUs.
+CHUNK = 1 << 22
 
-    Computed once per stage, so the blocks scatter their qkv straight into
-    the windows and gather their outputs straight out.
+
+def query_tiles(kept: int, windows: int, window_numel: int,
+                tile: Optional[int] = None) -> Tuple[int, int]:
+    """``(T, Q)``: query slots per tile and tiles per clip, as a bound.
+
+    A window holding ``k >= 1`` kept tokens fills ``ceil(k / T)`` tiles, at
+    most ``1 + (k - 1) // T``; summed, ``kept`` tokens in ``windows``
+    windows fill at most ``windows + (kept - windows) // T`` tiles, and no
+    window more than ``ceil(N / T)``, wherever the tokens sit. Where that
+    bound gives no fewer slots than the windows hold, a tile is a window
+    (``T = N``, ``Q = windows``).
+
+    Args:
+        kept (int): Kept tokens of a clip, ``M``.
+        windows (int): Windows of its (padded) grid, ``nW``.
+        window_numel (int): Positions per window, ``N``.
+        tile (int, optional): ``T`` before the bound. Defaults to None,
+            :data:`QUERY_TILE`.
+    """
+    t = min(tile or QUERY_TILE, window_numel)
+    tiles = min(kept, windows) + max(kept - windows, 0) // t
+    tiles = min(tiles, windows * ceil_div(window_numel, t))
+    if tiles * t >= windows * window_numel:
+        return window_numel, windows
+    return t, tiles
+
+
+def query_slots(dhw: Sequence[int], window_size: Sequence[int],
+                kept: Optional[int] = None) -> int:
+    """Query slots of a stage's window attention, per clip.
+
+    Every position of its (padded) windows, or for ``kept`` tokens the
+    ``Q * T`` of their tiles (:func:`query_tiles`); each slot attends to
+    the ``N`` positions of its window.
+
+    Args:
+        dhw (Sequence[int]): ``(D, H, W)`` of the stage.
+        window_size (Sequence[int]): Its blocks' window.
+        kept (int, optional): Kept tokens of a pruned stage. Defaults to
+            None, nothing pruned.
+    """
+    window = get_window_size(tuple(dhw), window_size)
+    windows = math.prod(ceil_div(n, w) for n, w in zip(dhw, window))
+    if kept is None:
+        return windows * math.prod(window)
+    return math.prod(query_tiles(kept, windows, math.prod(window)))
+
+
+class WindowGeometry(NamedTuple):
+    """Where a grid's positions sit in its (padded, shifted) windows."""
+    #: (D*H*W, ) window slot ``window * N + offset`` of each grid position.
+    slot: Tensor
+    #: (nW * N, ) True at slots of grid positions, False at padding.
+    real: Tensor
+    #: (nW, N, N) stock's shifted-window mask (``compute_mask``), or None.
+    shift: Optional[Tensor]
+
+
+@lru_cache(maxsize=None)
+def window_geometry(dhw: Tuple[int, int, int], window_size: Tuple[int, ...],
+                    shift_size: Tuple[int, ...],
+                    device: torch.device) -> WindowGeometry:
+    """The :class:`WindowGeometry` of a ``(D, H, W)`` grid, once per view.
+
+    Stock's own steps (mmaction 1.2.0) on position indices: the grid padded
+    to whole windows (padding ``-1``), rolled by ``-shift`` and cut by
+    ``window_partition``.
+    """
+    d, h, w = dhw
+    padded = tuple(ceil_div(n, s) * s for n, s in zip(dhw, window_size))
+    index = torch.full(padded, -1, dtype=torch.long, device=device)
+    index[:d, :h, :w] = torch.arange(d * h * w, device=device).view(d, h, w)
+    shift = None
+    if any(s > 0 for s in shift_size):
+        index = index.roll(tuple(-s for s in shift_size), (0, 1, 2))
+        shift = compute_mask(*padded, window_size, shift_size, device)
+    where = window_partition(index[None, ..., None], window_size).flatten()
+    pads = where.numel() - d * h * w  # -1 (padding) sorts first
+    slot = where.argsort(stable=True)[pads:]  # (D*H*W, )
+    return WindowGeometry(slot, where >= 0, shift)
+
+
+@lru_cache(maxsize=None)
+def window_kinds(batch: int, dhw: Tuple[int, int, int],
+                 window_size: Tuple[int, ...], shift_size: Tuple[int, ...],
+                 device: torch.device
+                 ) -> Tuple[Optional[Tensor], Tuple[int, ...],
+                            Optional[Tensor]]:
+    """Full windows grouped by their shift mask, once per batch and view.
+
+    A window's shift mask depends only on whether it is the last along each
+    shifted axis; each kind attends once.
+
+    Returns:
+        tuple: ``order`` (B*nW, ) of the windows kind by kind, windows per
+        kind and the kinds' (kinds, N, N) masks (0 or
+        :data:`PRUNED_KEY_BIAS`); without a shift None, (B*nW, ), None.
+    """
+    counts = [ceil_div(n, s) for n, s in zip(dhw, window_size)]
+    n = counts[0] * counts[1] * counts[2]
+    if not any(s > 0 for s in shift_size):
+        return None, (batch * n, ), None
+    # per axis: the windows before the last and the last, if it shifts
+    spans = [((0, c - 1), (c - 1, c)) if s > 0 else ((0, c), )
+             for c, s in zip(counts, shift_size)]
+    grid = torch.arange(n, device=device).view(counts)
+    clip = torch.arange(batch, device=device)[:, None] * n
+    order, sizes, firsts = [], [], []
+    for a, b, c in product(*spans):
+        part = grid[a[0]:a[1], b[0]:b[1], c[0]:c[1]].flatten()
+        order.append((clip + part).flatten())  # (B * windows, )
+        sizes.append(batch * part.numel())
+        firsts.append((a[0] * counts[1] + b[0]) * counts[2] + c[0])
+    shift = window_geometry(dhw, window_size, shift_size, device).shift
+    firsts = torch.tensor(firsts, device=device)  # one window per kind
+    masks = torch.where(shift[firsts] < 0, PRUNED_KEY_BIAS, 0.)
+    return torch.cat(order), tuple(sizes), masks  # masks: (kinds, N, N)
+
+
+def relative_bias(attn: WindowAttention3D, n: int) -> Tensor:
+    """(nH, N, N) relative position bias of a window of ``n`` positions.
+
+    As ``WindowAttention3D.forward`` (mmaction 1.2.0) reads it.
+    """
+    bias = attn.relative_position_bias_table[
+        attn.relative_position_index[:n, :n].reshape(-1)].reshape(n, n, -1)
+    return bias.permute(2, 0, 1)  # (nH, N, N)
+
+
+def _attend(attn: WindowAttention3D, q: Tensor, k: Tensor, v: Tensor,
+            bias: Tensor, fused: bool) -> Tensor:
+    """Softmax attention with an additive ``bias``; the explicit path as
+    ``WindowAttention3D.forward``, the fused one by SDPA."""
+    drop = attn.attn_drop.p if attn.training else 0.
+    if fused:
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop,
+            scale=attn.scale)
+    a = (q * attn.scale) @ k.transpose(-2, -1)
+    a = attn.softmax(a + bias.to(a.dtype))
+    return attn.attn_drop(a) @ v
+
+
+class KeptTiles:
+    """A stage's kept tokens in query tiles, for one window layout.
+
+    Built once per stage and layout (the blocks alternate two), so a block
+    only gathers: queries from :attr:`query_src`, keys and values from
+    :attr:`key_src` (index ``M``: the fill row, ``qkv(0)``, which stock's
+    padding holds), and its outputs back at :attr:`query_slot`.
 
     Args:
         pos (Tensor): (B, M) kept positions in the flat ``D*H*W`` grid.
         dhw (tuple[int]): ``(D, H, W)`` of the stage.
+        window_size, shift_size (tuple[int]): The blocks' layout, as
+            ``get_window_size`` gives it.
     """
 
-    def __init__(self, pos: Tensor, dhw: Tuple[int, int, int]) -> None:
-        self.pos = pos
-        self.dhw = dhw
-        self._cache: Dict[tuple, Tuple[Tensor, Tensor]] = {}
-
-    def padded_shape(self, window_size: Sequence[int]) -> Tuple[int, ...]:
-        return tuple(ceil_div(n, w) * w for n, w in zip(self.dhw, window_size))
-
-    def _slot(self, pos: Tensor, window_size: Sequence[int],
-              shift_size: Sequence[int]) -> Tensor:
-        """Flat grid positions -> index in the (nW * N) windowed layout.
-
-        ``torch.roll`` by ``-shift`` moves ``p`` to ``p - shift``; windows,
-        then positions in a window, are time-major (``window_partition``).
-        """
-        _, h, w = self.dhw
-        dp, hp, wp = self.padded_shape(window_size)
-        wd, wh, ww = window_size
-        sd, sh, sw = shift_size
-        d_i = (pos // (h * w) - sd) % dp
-        h_i = (pos // w % h - sh) % hp
-        w_i = (pos % w - sw) % wp
-        win = (d_i // wd * (hp // wh) + h_i // wh) * (wp // ww) + w_i // ww
-        off = (d_i % wd * wh + h_i % wh) * ww + w_i % ww
-        return win * (wd * wh * ww) + off
-
-    def windows(self, window_size: Sequence[int], shift_size: Sequence[int],
-                mask_matrix: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """(B, M) slots of the kept tokens and the (B*nW, 1, N, N) mask.
-
-        :data:`PRUNED_KEY_BIAS` on pruned keys and, where the block shifts,
-        across shifted-window regions, where stock's -100 gives subnormal
-        weights that slow the matmul several times on x86 CPUs. Padding
-        stays a key, as in stock, where it holds ``qkv(0)``.
-        """
-        key = (tuple(window_size), tuple(shift_size))
-        if key not in self._cache:
-            d, h, w = self.dhw
-            dp, hp, wp = self.padded_shape(window_size)
-            n = window_size[0] * window_size[1] * window_size[2]
-            b = self.pos.shape[0]
-            device = self.pos.device
-            slot = self._slot(self.pos, window_size, shift_size)  # (B, M)
-            real = self._slot(torch.arange(d * h * w, device=device),
-                              window_size, shift_size)  # (D*H*W, )
-            pruned = torch.zeros(
-                b, dp * hp * wp, dtype=torch.bool, device=device)
-            pruned[:, real] = True
-            pruned = pruned.scatter(1, slot,
-                                    torch.zeros_like(slot, dtype=torch.bool))
-            bias = torch.zeros(b, dp * hp * wp, device=device)
-            bias = bias.masked_fill(pruned, PRUNED_KEY_BIAS)
-            bias = bias.view(-1, 1, 1, n)  # (B*nW, 1, 1, N)
-            if mask_matrix is not None and any(i > 0 for i in shift_size):
-                nw = mask_matrix.shape[0]
-                shift = torch.where(mask_matrix < 0, PRUNED_KEY_BIAS,
-                                    0.).to(bias.dtype)  # (nW, N, N)
-                bias = (bias.view(b, nw, 1, n) +
-                        shift.unsqueeze(0)).view(-1, 1, n, n)
-            self._cache[key] = (slot, bias)
-        return self._cache[key]
+    def __init__(self, pos: Tensor, dhw: Tuple[int, int, int],
+                 window_size: Tuple[int, ...],
+                 shift_size: Tuple[int, ...]) -> None:
+        device = pos.device
+        geo = window_geometry(tuple(dhw), tuple(window_size),
+                              tuple(shift_size), device)
+        b, m = pos.shape
+        n = window_size[0] * window_size[1] * window_size[2]
+        nw = geo.real.numel() // n
+        t, q = query_tiles(m, nw, n)
+        self.tile, self.tiles = t, q
+        slot = geo.slot[pos]  # (B, M) window * N + offset
+        win = slot // n  # (B, M)
+        tokens = torch.arange(m, device=device).expand(b, m)
+        if t == n:  # a tile is a window
+            tile_win = torch.arange(nw, device=device).expand(b, nw)
+            query_slot = slot
+        else:  # window by window, T queries a tile, in window order
+            count = torch.zeros(b, nw, dtype=torch.long, device=device)
+            count = count.scatter_add(1, win, torch.ones_like(win))  # (B, nW)
+            order = slot.argsort(1)  # (B, M) window-major
+            win_sorted = win.gather(1, order)
+            first = count.cumsum(1) - count  # (B, nW) first rank of a window
+            rank = tokens - first.gather(1, win_sorted)  # (B, M) in-window
+            fills = (count + t - 1) // t  # (B, nW) tiles per window
+            end = fills.cumsum(1)  # (B, nW)
+            tile_of = (end - fills).gather(1, win_sorted) + rank // t
+            query_slot = torch.empty_like(slot).scatter(
+                1, order, tile_of * t + rank % t)  # (B, M) in (Q*T)
+            # spare tiles (a clip that fills fewer) go to the last window
+            tile_win = (torch.arange(q, device=device)[:, None] >=
+                        end[:, None, :]).sum(-1).clamp(max=nw - 1)  # (B, Q)
+        keys = (tile_win * n)[..., None] + torch.arange(n, device=device)
+        keys = keys.flatten(1)  # (B, Q*N) window slots of the tiles' keys
+        at_slot = torch.full((b, nw * n), m, device=device).scatter(
+            1, slot, tokens)  # (B, nW*N) kept token at a slot, else M
+        key_src = at_slot.gather(1, keys)  # (B, Q*N)
+        query_src = torch.full((b, q * t), m, device=device).scatter(
+            1, query_slot, tokens)  # (B, Q*T)
+        offset = torch.zeros_like(query_src).scatter(1, query_slot,
+                                                     slot % n)  # (B, Q*T)
+        # allowed keys: kept, or padding (a key in stock), in the region
+        allowed = (key_src < m) | ~geo.real[keys]  # (B, Q*N)
+        allowed = allowed.view(b * q, 1, 1, n)
+        if geo.shift is not None:
+            rows = (tile_win * n)[..., None] + offset.view(b, q, t)
+            same = geo.shift.view(-1, n)[rows.flatten()] == 0  # (B*Q*T, N)
+            allowed = allowed & same.view(b * q, t, 1, n)
+        #: (B*Q, T or 1, 1, N) mask: 0 or PRUNED_KEY_BIAS.
+        self.mask = torch.where(allowed, 0., PRUNED_KEY_BIAS)
+        rows = torch.arange(b, device=device)[:, None] * (m + 1)
+        #: (B*Q, T) rows of the queries in the (B*(M+1), 3C) qkv.
+        self.query_src = (query_src + rows).view(b * q, t)
+        #: (B*Q, N) rows of the keys and values.
+        self.key_src = (key_src + rows).view(b * q, n)
+        #: (B, M) slot of each kept token in its clip's (Q*T) queries.
+        self.query_slot = query_slot
+        #: (B*Q, T) window offset of each query slot, for the bias rows.
+        self.offset = offset.view(b * q, t)
 
 
 @record_function('window_attention_core')  # for the speed breakdown
-def window_attention_core(blk: SwinTransformerBlock3D, windows: Tensor,
-                          mask: Tensor, fused: bool = False) -> Tensor:
-    """(B*nW, N, 3C) windowed qkv -> (B*nW, N, C) attention, before proj.
+def tile_attention_core(attn: WindowAttention3D, rows: Tensor,
+                        tiles: KeptTiles, fused: bool = False) -> Tensor:
+    """(B*(M+1), 3C) qkv rows -> (B*Q, T, C) attention of the query tiles.
 
-    A copy of ``WindowAttention3D.forward`` from mmaction 1.2.0 that starts
-    from an already computed qkv, stops before the output projection, and
-    takes one additive mask (shifted windows and pruned keys together).
+    Tile by tile in chunks of at most :data:`CHUNK` elements per temporary
+    (bias rows, keys and values): their memory is reused, not paged in
+    anew, and bounded on any batch. A chunk's mask is the bias rows of its
+    queries' offsets plus :attr:`KeptTiles.mask`.
 
     Args:
-        blk (SwinTransformerBlock3D): The block.
-        windows (Tensor): (B*nW, N, 3C) its qkv in windows.
-        mask (Tensor): (B*nW, 1, N or 1, N) :meth:`KeptWindows.windows`.
-        fused (bool): Attend with ``F.scaled_dot_product_attention``, bias
-            and ``mask`` summed. Defaults to False, the explicit matmuls.
+        attn (WindowAttention3D): The block's attention.
+        rows (Tensor): The kept tokens' qkv, each clip's fill row last.
+        tiles (KeptTiles): Their layout.
+        fused (bool): Through ``F.scaled_dot_product_attention``. Defaults
+            to False, the explicit matmuls.
     """
-    attn = blk.attn
-    B_, N, C3 = windows.shape
-    C = C3 // 3
-    # --- STA: qkv was computed on the kept tokens and scattered ---
-    qkv = windows.reshape(B_, N, 3, attn.num_heads,
-                          C // attn.num_heads).permute(2, 0, 3, 1, 4)
-    # --- end STA ---
-    q, k, v = qkv[0], qkv[1], qkv[2]  # (B_, nH, N, C / nH)
-    relative_position_bias = attn.relative_position_bias_table[
-        attn.relative_position_index[:N, :N].reshape(-1)].reshape(
-            N, N, -1)  # (N, N, nH)
-    relative_position_bias = relative_position_bias.permute(
-        2, 0, 1).contiguous()  # (nH, N, N)
-    # --- STA: fused attention with bias, shift and pruned keys as one mask
-    if fused:
-        bias = relative_position_bias.unsqueeze(0).to(q.dtype) + mask.to(
-            q.dtype)  # (B_, nH, N, N)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias,
-            dropout_p=attn.attn_drop.p if attn.training else 0.,
-            scale=attn.scale)  # (B_, nH, N, C / nH)
-        return out.transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
-    # --- end STA ---
-    q = q * attn.scale
-    a = q @ k.transpose(-2, -1)  # (B_, nH, N, N)
-    a = a + relative_position_bias.unsqueeze(0)  # (B_, nH, N, N)
-    # --- STA: one mask for shifted windows and pruned keys, in place ---
-    a += mask.to(a.dtype)  # (B_, 1, N or 1, N) broadcast
-    # --- end STA ---
-    a = attn.softmax(a)
-    a = attn.attn_drop(a)
-    return (a @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, N, C)
+    c = rows.shape[1] // 3
+    heads, (bq, t) = attn.num_heads, tiles.offset.shape
+    n = tiles.key_src.shape[1]
+    bias_rows = relative_bias(attn, n).transpose(0, 1)  # (N, nH, N) by query
+    step = max(1, CHUNK // max(t * heads * n, 2 * n * c))  # tiles a chunk
+    outs = []
+    for start in range(0, bq, step):
+        part = slice(start, start + step)
+        q = rows[:, :c].index_select(0, tiles.query_src[part].flatten())
+        q = q.view(-1, t, heads, c // heads).transpose(1, 2)  # (b, nH, T, .)
+        kv = rows[:, c:].index_select(0, tiles.key_src[part].flatten())
+        kv = kv.view(-1, n, 2, heads, c // heads).permute(
+            2, 0, 3, 1, 4)  # (2, b, nH, N, .)
+        bias = bias_rows.index_select(0, tiles.offset[part].flatten())
+        bias = bias.view(-1, t, heads, n).add_(tiles.mask[part])
+        out = _attend(attn, q, kv[0], kv[1], bias.transpose(1, 2), fused)
+        outs.append(out.transpose(1, 2).flatten(2))  # (b, T, C)
+    return torch.cat(outs)
 
 
 def block_forward_kept(blk: SwinTransformerBlock3D, x: Tensor,
-                       grid: KeptWindows, mask_matrix: Tensor,
-                       qkv: Optional[Tensor] = None,
+                       tiles: KeptTiles, qkv: Optional[Tensor] = None,
                        fused: bool = False) -> Tensor:
     """(B, M, C) kept tokens -> ``SwinTransformerBlock3D.forward`` on them.
 
     A copy of ``SwinTransformerBlock3D.forward`` (with ``forward_part1``)
-    from mmaction 1.2.0: only the attention sees the full windows, scattered
-    and gathered in place of stock's pad / roll / partition; ``with_cp`` is
-    not honoured.
+    from mmaction 1.2.0: the attention runs on the kept tokens' query tiles
+    in place of stock's pad / roll / partition; ``with_cp`` is not honoured.
 
     Args:
         blk (SwinTransformerBlock3D): The block.
         x (Tensor): (B, M, C) kept tokens.
-        grid (KeptWindows): Their positions.
-        mask_matrix (Tensor): The stage's shifted-window mask.
+        tiles (KeptTiles): Their tiles in the block's layout.
         qkv (Tensor, optional): (B, M, 3C) their qkv. Defaults to None.
-        fused (bool): See :func:`window_attention_core`. Defaults to False.
+        fused (bool): See :func:`tile_attention_core`. Defaults to False.
     """
     B, M, C = x.shape
-    window_size, shift_size = get_window_size(grid.dhw, blk.window_size,
-                                              blk.shift_size)
+    attn = blk.attn
     shortcut = x
-    # --- STA: qkv on kept tokens, scattered into the windows ---
+    # --- STA: qkv of the kept tokens, gathered into query tiles ---
     if qkv is None:
-        qkv = blk.attn.qkv(blk.norm1(x))  # (B, M, 3C)
-    slot, mask = grid.windows(window_size, shift_size, mask_matrix)
-    n = window_size[0] * window_size[1] * window_size[2]
-    bias = blk.attn.qkv.bias
-    if bias is None:
-        fill = qkv.new_zeros(3 * C)
+        qkv = attn.qkv(blk.norm1(x))  # (B, M, 3C)
+    if attn.qkv.bias is None:
+        fill = qkv.new_zeros(1, 1, 3 * C)
     else:  # stock pads after norm1, so padding holds qkv(0) = bias
-        fill = bias.to(qkv.dtype)
-    windows = fill.expand(B, mask.shape[0] // B * n, 3 * C).contiguous()
-    scatter_tokens(windows, slot, qkv)  # (B, nW*N, 3C)
-    out = window_attention_core(blk, windows.view(-1, n, 3 * C), mask,
-                                fused)  # (B*nW, N, C)
-    out = gather_tokens(out.view(B, -1, C), slot)  # (B, M, C)
-    out = blk.attn.proj_drop(blk.attn.proj(out))  # (B, M, C)
+        fill = attn.qkv.bias.to(qkv.dtype).view(1, 1, -1)
+    rows = torch.cat([qkv, fill.expand(B, 1, -1)], 1).flatten(0, 1)
+    out = tile_attention_core(attn, rows, tiles, fused).view(B, -1, C)
+    out = gather_tokens(out, tiles.query_slot)  # (B, M, C)
+    out = attn.proj_drop(attn.proj(out))
     # --- end STA ---
     x = shortcut + blk.drop_path(out)
     x = x + blk.forward_part2(x)  # (B, M, C)
@@ -252,20 +403,6 @@ def select_with_keys(
     return tokens, pos.gather(1, idx), qkv
 
 
-def stage_window_mask(layer: BasicLayer, dhw: Tuple[int, int, int],
-                      device: torch.device) -> Tensor:
-    """(nW, N, N) shifted-window mask of a stage on a ``(D, H, W)`` grid.
-
-    The preamble of ``BasicLayer.forward`` (mmaction 1.2.0):
-    ``compute_mask`` (0 within a region, -100 across) on the grid padded to
-    whole windows, cut down by ``get_window_size`` as each block does.
-    """
-    window_size, shift_size = get_window_size(dhw, layer.window_size,
-                                              layer.shift_size)
-    dp, hp, wp = (ceil_div(n, s) * s for n, s in zip(dhw, window_size))
-    return compute_mask(dp, hp, wp, window_size, shift_size, device)
-
-
 def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
                        dhw: Tuple[int, int, int], point: Dict[str, int],
                        reverse: bool, strategy: str, generator: Generators,
@@ -281,16 +418,94 @@ def stage_forward_kept(layer: BasicLayer, tokens: Tensor, pos: Tensor,
         reverse (bool): Visit the groups in reverse time order.
         strategy (str): The backbone's strategy.
         generator (Generators): The ``'random'`` strategy's generators.
-        fused (bool): See :func:`window_attention_core`. Defaults to False.
+        fused (bool): See :func:`tile_attention_core`. Defaults to False.
     """
-    attn_mask = stage_window_mask(layer, dhw, tokens.device)
     tokens, pos, qkv = select_with_keys(layer.blocks[0], tokens, pos, point,
                                         reverse, strategy, generator)
-    grid = KeptWindows(pos, dhw)
+    layouts: Dict[tuple, KeptTiles] = {}
     for i, blk in enumerate(layer.blocks):
-        tokens = block_forward_kept(blk, tokens, grid, attn_mask,
+        layout = get_window_size(dhw, blk.window_size, blk.shift_size)
+        if layout not in layouts:  # the blocks alternate two
+            layouts[layout] = KeptTiles(pos, dhw, *layout)
+        tokens = block_forward_kept(blk, tokens, layouts[layout],
                                     qkv if i == 0 else None, fused)
     return tokens, pos
+
+
+@record_function('window_attention_core')  # for the speed breakdown
+def full_window_core(attn: WindowAttention3D, q: Tensor, k: Tensor,
+                     v: Tensor, sizes: Sequence[int],
+                     masks: Optional[Tensor]) -> Tensor:
+    """(B*nW, nH, N, C/nH) q, k, v of full windows -> fused attention.
+
+    The windows come kind by kind (:func:`window_kinds`): each kind attends
+    with the (1, nH, N, N) bias plus its own shift mask.
+    """
+    bias = relative_bias(attn, q.shape[2]).unsqueeze(0)  # (1, nH, N, N)
+    if masks is None:
+        return _attend(attn, q, k, v, bias, True)
+    outs, start = [], 0
+    for size, mask in zip(sizes, masks):
+        part = slice(start, start + size)
+        outs.append(_attend(attn, q[part], k[part], v[part], bias + mask,
+                            True))
+        start += size
+    return torch.cat(outs)
+
+
+def block_forward_full(blk: SwinTransformerBlock3D, x: Tensor) -> Tensor:
+    """(B, D, H, W, C) -> ``SwinTransformerBlock3D.forward``, fused.
+
+    A copy of ``SwinTransformerBlock3D.forward`` (with ``forward_part1``
+    and ``WindowAttention3D.forward``) from mmaction 1.2.0 whose windows
+    attend kind by kind through :func:`full_window_core`; ``with_cp`` is not
+    honoured.
+    """
+    B, D, H, W, C = x.shape
+    window_size, shift_size = get_window_size((D, H, W), blk.window_size,
+                                              blk.shift_size)
+    shortcut = x
+    x = blk.norm1(x)
+    # pad feature maps to multiples of window size
+    pad_d1 = (window_size[0] - D % window_size[0]) % window_size[0]
+    pad_b = (window_size[1] - H % window_size[1]) % window_size[1]
+    pad_r = (window_size[2] - W % window_size[2]) % window_size[2]
+    x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b, 0, pad_d1))
+    _, Dp, Hp, Wp, _ = x.shape
+    shifted = any(i > 0 for i in shift_size)
+    if shifted:
+        x = torch.roll(
+            x,
+            shifts=(-shift_size[0], -shift_size[1], -shift_size[2]),
+            dims=(1, 2, 3))
+    x_windows = window_partition(x, window_size)  # B*nW, Wd*Wh*Ww, C
+    # --- STA: the windows kind by kind, fused attention, no mask per window
+    order, sizes, masks = window_kinds(B, (D, H, W), window_size,
+                                       shift_size, x.device)
+    if order is not None:
+        x_windows = x_windows.index_select(0, order)
+    attn = blk.attn
+    B_, N, _ = x_windows.shape
+    qkv = attn.qkv(x_windows).reshape(B_, N, 3, attn.num_heads,
+                                      C // attn.num_heads).permute(
+                                          2, 0, 3, 1, 4)
+    out = full_window_core(attn, qkv[0], qkv[1], qkv[2], sizes, masks)
+    out = attn.proj_drop(attn.proj(out.transpose(1, 2).reshape(B_, N, C)))
+    if order is not None:  # back to stock's window order
+        out = torch.empty_like(out).index_copy_(0, order, out)
+    # --- end STA ---
+    attn_windows = out.view(-1, *(window_size + (C, )))
+    x = window_reverse(attn_windows, window_size, B, Dp, Hp, Wp)
+    if shifted:
+        x = torch.roll(
+            x,
+            shifts=(shift_size[0], shift_size[1], shift_size[2]),
+            dims=(1, 2, 3))
+    if pad_d1 > 0 or pad_r > 0 or pad_b > 0:
+        x = x[:, :D, :H, :W, :].contiguous()
+    x = shortcut + blk.drop_path(x)
+    x = x + blk.forward_part2(x)
+    return x
 
 
 @record_function('layer_forward_fused')  # for the speed breakdown
@@ -298,23 +513,17 @@ def layer_forward_fused(layer: BasicLayer, x: Tensor,
                         do_downsample: bool = True) -> Tensor:
     """(B, C, D, H, W) -> ``BasicLayer.forward``, with fused attention.
 
-    Each block is :func:`block_forward_kept` with every position kept and
-    ``fused=True``: stock's outputs to float rounding, (B, D, H, W, C) or,
-    downsampled, (B, D, H/2, W/2, 2C).
+    Each block is :func:`block_forward_full`: stock's outputs to float
+    rounding, (B, D, H, W, C) or, downsampled, (B, D, H/2, W/2, 2C).
 
     Args:
         layer (BasicLayer): The stage.
         x (Tensor): (B, C, D, H, W) its input.
         do_downsample (bool): Apply the patch merging. Defaults to True.
     """
-    b, c, d, h, w = x.shape
-    attn_mask = stage_window_mask(layer, (d, h, w), x.device)
-    tokens = x.flatten(2).transpose(1, 2)  # (B, D*H*W, C)
-    pos = torch.arange(d * h * w, device=x.device).expand(b, -1)
-    grid = KeptWindows(pos, (d, h, w))
+    x = rearrange(x, 'b c d h w -> b d h w c')
     for blk in layer.blocks:
-        tokens = block_forward_kept(blk, tokens, grid, attn_mask, fused=True)
-    x = tokens.view(b, d, h, w, c)
+        x = block_forward_full(blk, x)
     if layer.downsample is not None and do_downsample:
         x = layer.downsample(x)
     return x

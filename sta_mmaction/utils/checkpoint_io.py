@@ -3,6 +3,7 @@
 non-strict copy, which would only log a misfit, and by
 :func:`load_recognizer_weights`); write checkpoints as mmengine's Runner does.
 """
+import ast
 import logging
 import os
 import os.path as osp
@@ -224,12 +225,76 @@ def _diagnose(state: Mapping, want: Mapping, missing: List[str],
                      'patch size')
     if missing and all(k.startswith('cls_head.') for k in missing):
         hints.append('it holds no classifier (a backbone-only file); for '
-                     'features only, set allow_partial_load=True '
-                     '(tools/test.py --allow-partial-load)')
+                     'features only, opt in to a partial load: '
+                     'tools/test.py --allow-partial-load, or '
+                     'model.allow_partial_load=True in an STARecognizer3D '
+                     'config (init_recognizer, MMAction2Inferencer)')
     if any(k.startswith(('encoder.', 'decoder.')) for k in unexpected):
         hints.append('encoder/decoder keys: a VideoMAE pre-training '
                      'checkpoint; use the fine-tuned release')
     return hints
+
+
+def _config_value(node: ast.AST) -> Any:
+    """A config expression's value without running it: literals and
+    ``dict(...)`` calls; None for anything else."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args):
+        return {k.arg: _config_value(k.value) for k in node.keywords if k.arg}
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _meta_backbone(checkpoint: Mapping) -> Dict[str, Any]:
+    """``model.backbone`` of the config text mmengine stores in a
+    checkpoint's ``meta.cfg``, read with ``ast`` (never executed); {} if
+    there is none."""
+    meta = checkpoint.get('meta')
+    text = meta.get('cfg') if isinstance(meta, Mapping) else None
+    try:
+        tree = ast.parse(text) if isinstance(text, str) else None
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        tree = None
+    for node in getattr(tree, 'body', []):
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'model'
+                for t in node.targets):
+            backbone = (_config_value(node.value) or {}).get('backbone')
+            return backbone if isinstance(backbone, dict) else {}
+    return {}
+
+
+def check_meta_settings(model: nn.Module, checkpoint: Mapping,
+                        source: str) -> None:
+    """Refuse (``CheckpointError``) a checkpoint whose ``meta.cfg`` built
+    the backbone with another ``num_heads`` or norm ``eps`` than ``model``
+    has: settings that no tensor shape shows, so every shape check passes
+    and the outputs are wrong.
+
+    Args:
+        model (nn.Module): The recognizer (unwrapped).
+        checkpoint (Mapping): The loaded file.
+        source (str): The file or URL, for the message.
+    """
+    saved = _meta_backbone(checkpoint)
+    modules = list(getattr(model, 'backbone', model).modules())
+    norm = saved.get('norm_cfg')
+    for name, value, have in (
+            ('num_heads', saved.get('num_heads'),
+             {m.num_heads for m in modules
+              if isinstance(getattr(m, 'num_heads', None), int)}),
+            ('norm_cfg.eps', norm.get('eps') if isinstance(norm, dict)
+             else None,
+             {m.eps for m in modules if isinstance(m, nn.LayerNorm)})):
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and len(have) == 1 and value not in have):
+            raise CheckpointError(
+                f'{source} was trained with model.backbone.{name}={value} '
+                f'(its meta.cfg), but this model has {name}={have.pop()}: '
+                'no tensor shape shows the difference, and the outputs '
+                f'would be wrong. Set model.backbone.{name}={value}.')
 
 
 def prepare_checkpoint(model: nn.Module, checkpoint: Dict, source: str,
@@ -239,8 +304,10 @@ def prepare_checkpoint(model: nn.Module, checkpoint: Dict, source: str,
 
     An original VideoMAE or Video Swin release file is converted in place
     (refilled with MMAction2's ``state_dict`` and a ``meta`` recording the
-    conversion); then :func:`check_state_dict` runs, and Video Swin's stored
-    window indices are compared with the model's.
+    conversion); then :func:`check_state_dict` runs, a Video Swin file's
+    stored window indices are compared with the model's, and the settings
+    of the file's ``meta.cfg`` that shapes do not show
+    (:func:`check_meta_settings`).
 
     Args:
         model (nn.Module): The recognizer (unwrapped).
@@ -253,9 +320,10 @@ def prepare_checkpoint(model: nn.Module, checkpoint: Dict, source: str,
         _convert_in_place(model, checkpoint, source, swin)
     state = checkpoint.get('state_dict', checkpoint)
     missing = check_state_dict(model, state, source, allow_partial)
-    if swin:
-        check_swin_windows(strip_module_prefix(state, source),
-                           model.state_dict(), source)
+    # an MMAction2-layout Swin file stores its window indices too
+    check_swin_windows(strip_module_prefix(state, source),
+                       model.state_dict(), source)
+    check_meta_settings(model, checkpoint, source)
     if missing:
         print_log(
             f'Partial load of {source} (allow_partial_load): {len(missing)} '
@@ -307,6 +375,8 @@ def load_recognizer_weights(model: nn.Module, checkpoint: str,
         allow_partial (bool): Let model keys be missing. Defaults to False.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
+    if allow_partial and hasattr(model, 'allow_partial_load'):
+        model.allow_partial_load = True  # an STARecognizer3D checks too
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     prepare_checkpoint(model, ckpt, checkpoint, allow_partial)
     model.load_state_dict(

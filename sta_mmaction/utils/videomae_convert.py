@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, _find_state, _strip_module
 from .checkpoint import short_keys as _short
+from .swin_convert import is_original_swin
 
 #: Where files keep their state dict, tried in order (as VideoMAE does).
 WRAPPER_KEYS = ('model', 'module', 'state_dict')
@@ -109,6 +110,10 @@ def _require_state(checkpoint: Any) -> Tuple[Dict[str, Any], Optional[str]]:
         hint = (' It looks like a VideoMAE pre-training checkpoint '
                 '(encoder/decoder); STA evaluates fine-tuned classifiers, so '
                 'use the fine-tuned release of the same model.')
+    elif is_original_swin(checkpoint):
+        hint = (' It is an original Video Swin checkpoint: convert it with '
+                'tools/model_converters/convert_swin_checkpoint.py (or give '
+                'it to tools/test.py with a Swin config).')
     elif any(k.startswith(_B) for k in _nested(checkpoint)):
         hint = (' It looks like an MMAction2 checkpoint already: load it '
                 'directly, without conversion.')

@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 from torch import nn
 
+from ..datasets.safe_decode import CorruptVideoError, reader_error
 from ..datasets.sampling import single_view_pipeline
 
 #: Pipeline steps that stay after the frames are taken for drawing.
@@ -42,7 +43,15 @@ def load_view(cfg: Config, video: str) -> Tuple[np.ndarray, Dict]:
     cut = next((i for i, s in enumerate(steps) if s['type'] in _PACKING),
                len(steps))
     results = dict(filename=video, label=-1, start_index=0, modality='RGB')
-    results = Compose(steps[:cut])(results)
+    for transform in Compose(steps[:cut]).transforms:
+        try:
+            results = transform(results)
+        except Exception as err:
+            error = reader_error(transform, err)
+            if error is None:
+                raise
+            raise CorruptVideoError(
+                f'Cannot read video {video}: {error}.') from err
     frames = np.stack(results['imgs']).astype(np.uint8)  # (T, H, W, 3)
     packed = Compose(steps[cut:])(results)
     return frames, packed
@@ -57,6 +66,8 @@ def backbone_input(model: nn.Module, packed: Dict) -> torch.Tensor:
 
 def point_names(backbone: nn.Module) -> List[str]:
     """Human names of the prune points of an STA backbone."""
+    if getattr(backbone, 'rlt_threshold', None) is not None:
+        return [f'before block 1 (RLT, {backbone.rlt_threshold})']
     if hasattr(backbone, 'prune_layers'):  # STAViT
         depth = len(backbone.blocks)
         return [f'after block {i + 1}/{depth}' for i in backbone.prune_layers]
@@ -230,8 +241,12 @@ def visualize_video(model: nn.Module, cfg: Config, video: str,
     names = [f'{n}\n{c["kept"]}/{c["total"]} kept'
              for n, c in zip(point_names(backbone), counts)]
     r = getattr(backbone, 'drop_number', None)
+    budget = (f'rlt_threshold={backbone.rlt_threshold}'
+              if getattr(backbone, 'rlt_threshold', None) is not None else
+              f'r={r}')
     full_title = (f'{title}\n{osp.basename(video)}, view '
-                  f'{tuple(x.shape[1:])}, {type(backbone).__name__} r={r}, '
+                  f'{tuple(x.shape[1:])}, {type(backbone).__name__} '
+                  f'{getattr(backbone, "strategy", "")} {budget}, '
                   f'top-5 labels {top5}').strip()
     draw_kept_tokens(frames, masks, stride, out_file, names, full_title,
                      all_frames)
@@ -239,7 +254,8 @@ def visualize_video(model: nn.Module, cfg: Config, video: str,
         animate_kept_tokens(frames, masks, stride, gif_file,
                             [n.replace('\n', ', ') for n in names], full_title)
     print_log(
-        f'Kept-token picture of {video} ({type(backbone).__name__}, r={r}, '
+        f'Kept-token picture of {video} ({type(backbone).__name__}, '
+        f'{getattr(backbone, "strategy", "")} {budget}, '
         f'view {tuple(x.shape[1:])}): {out_file}' +
         (f' and {gif_file}' if gif_file else '') + '; kept per point: ' +
         ', '.join(f'{c["kept"]}/{c["total"]}' for c in counts),

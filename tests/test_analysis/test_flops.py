@@ -66,6 +66,44 @@ def test_view_shape_from_configs():
     assert view_shape(ssv2) == (1, 3, 16, 224, 224)
 
 
+def no_crop_config(tmp_path, resize, with_video=True):
+    """A 64-pixel STAViT whose test pipeline ends in ``resize``, no crop."""
+    from ..test_tools.test_dist_test import make_video
+    if with_video:
+        make_video(tmp_path / 'a.mp4', seed=0, frames=16)
+        (tmp_path / 'list.txt').write_text('a.mp4 0\n')
+    return Config(dict(
+        model=dict(backbone=dict(type='STAViT', img_size=64, num_frames=16)),
+        test_dataloader=dict(dataset=dict(
+            type='VideoDataset', ann_file=str(tmp_path / 'list.txt'),
+            data_prefix=dict(video=str(tmp_path)), pipeline=[
+                dict(type='DecordInit'),
+                dict(type='SampleFrames', clip_len=8, num_clips=2,
+                     test_mode=True),
+                dict(type='DecordDecode'), resize,
+                dict(type='FormatShape', input_format='NCTHW'),
+                dict(type='PackActionInputs')]))))
+
+
+def test_view_shape_is_the_pipelines_not_img_size(tmp_path):
+    fixed = dict(type='Resize', scale=(40, 32), keep_ratio=False)
+    assert view_shape(no_crop_config(tmp_path, fixed, False)) == (
+        1, 3, 8, 32, 40)
+    ratio = dict(type='Resize', scale=(-1, 32))  # a 64 x 64 video
+    assert view_shape(no_crop_config(tmp_path, ratio)) == (1, 3, 8, 32, 32)
+    with pytest.raises(ValueError, match='keeps each video.s aspect ratio'
+                       r'.*pass --shape'):
+        view_shape(no_crop_config(tmp_path / 'none', ratio, False))
+
+
+def test_shape_error_under_the_trace_prints_numbers():
+    """fvcore's trace turns sizes into tensors: ``tensor(3)`` before."""
+    vit = STAViT(img_size=32, embed_dims=32, depth=3, num_heads=2,
+                 num_frames=8, drop_number=2)
+    with pytest.raises(ValueError, match=r'= \(3, 8, 30, 30\)\.$'):
+        backbone_report(vit, (1, 3, 8, 30, 30))
+
+
 def test_sdpa_handle_counts_attention():
     class Sdpa(torch.nn.Module):
 
@@ -98,6 +136,10 @@ SMALL_SWINS = {
     'random': (dict(embed_dims=16, depths=[1, 1, 1, 1],
                     num_heads=[1, 2, 2, 4]), (2, 4, 4), (8, 64, 64), 16,
                'random'),
+    # query tiles (T=32 < N=98) at stage 2, shifted and padded windows
+    'tiles': (dict(embed_dims=16, depths=[1, 2, 1, 1],
+                   num_heads=[1, 2, 2, 4]), (2, 7, 7), (8, 64, 64), 24,
+              'sta'),
 }
 
 

@@ -10,8 +10,8 @@ from sta_mmaction.analysis.speed import oracle_twin
 from sta_mmaction.core import (NEEDS_KEYS, STRATEGIES, first_select,
                                group_schedule, select_tokens)
 from sta_mmaction.models import STASwin3D, STAViT
-from sta_mmaction.models.swin_layers import (KeptWindows, block_forward_kept,
-                                             merge_kept, stage_window_mask)
+from sta_mmaction.models.swin_layers import (KeptTiles, block_forward_kept,
+                                             get_window_size, merge_kept)
 
 from ..test_models.test_sta_swin import SMALL as SWIN
 from ..test_models.test_sta_swin import clip as swin_clip
@@ -82,11 +82,11 @@ def swin_reference(model, x):
         groups, keep = points[p]['groups'], points[p]['kept']
         tokens = first_of_groups(tokens, groups, keep)
         pos = first_of_groups(pos, groups, keep)
-        mask = stage_window_mask(layer, (d, h, w), x.device)
-        windows = KeptWindows(pos, (d, h, w))
         for blk in layer.blocks:
-            tokens = block_forward_kept(blk, tokens, windows, mask,
-                                        fused=fused)
+            layout = get_window_size((d, h, w), blk.window_size,
+                                     blk.shift_size)
+            tiles = KeptTiles(pos, (d, h, w), *layout)
+            tokens = block_forward_kept(blk, tokens, tiles, fused=fused)
         kept.append(pos)
     out = getattr(model, f'norm{model.num_layers - 1}')(tokens).mean(1)
     return out[:, :, None, None, None], kept

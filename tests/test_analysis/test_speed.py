@@ -133,8 +133,8 @@ def test_amp_only_and_compile_variants():
         ['stock'] + labels((0, 16)) + ['STA path explicit r=0'] +
         ['STA fused r=0 compiled', 'STA fused r=16 compiled',
          'oracle fused r=16 compiled'])
-    for v in variants[-3:]:  # inductor cannot lower the kept-token windows
-        assert v['forward'] is None and 'not supported' in v['note']
+    for v in variants[-3:]:  # query tiles: static shapes that compile
+        assert v['forward'] is not None and not v['note']
 
 
 def test_a_compiled_row_is_timed_against_the_compiled_oracle(
@@ -156,7 +156,8 @@ def test_a_compiled_row_is_timed_against_the_compiled_oracle(
 
 
 def test_pruned_rows_alone_beside_stock(one_thread):
-    result = speed_benchmark(tiny_cfg(), (4, ), repeats=1,
+    """Without r=0 (a KeyError once) and with r repeated (one row each)."""
+    result = speed_benchmark(tiny_cfg(), (4, 4), repeats=1,
                              clip_shape=(16, 64, 64))
     rows = {row['variant']: row for row in result['rows']}
     assert list(rows) == ['stock', 'STA explicit r=4', 'oracle explicit r=4',
@@ -174,6 +175,22 @@ def test_a_merging_strategy_has_no_oracle(one_thread):
         assert not oracle['supported'] and 'merges tokens' in oracle['note']
         assert 'ms' not in oracle
         assert rows[f'STA {attention} r=4']['oracle_ratio'] is None
+
+
+def test_other_strategies_against_the_same_oracle(one_thread):
+    result = speed_benchmark(tiny_cfg(), (4, ), repeats=1,
+                             clip_shape=(16, 64, 64),
+                             strategies=('vidtldr', 'rlt'))
+    rows = {row['variant']: row for row in result['rows']}
+    for name in ('vidtldr', 'rlt'):
+        for attention in ('explicit', 'fused'):
+            row = rows[f'{name} {attention} r=4']
+            assert row['supported'] and row['oracle_ratio'] > 0
+            assert row['flops_ratio'] == pytest.approx(
+                rows['stock']['gflops'] / row['gflops'])
+    # each row its own GFLOPs: RLT ranks pixels, STA and vid-TLDR match
+    assert rows['rlt fused r=4']['gflops'] < rows['STA fused r=4'][
+        'gflops'] < rows['vidtldr fused r=4']['gflops']
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -226,12 +243,14 @@ def test_swin_breakdown_parts_add_up_and_bound_the_speed_up(fused):
     base = STASwin3D(**SWIN, drop_number=0, fused_attention=fused).eval()
     pruned = STASwin3D(**SWIN, drop_number=24).eval()
     part = swin_breakdown(base, pruned, swin_clip(b=1), repeats=2)
-    assert part['fixed'] > 0 and part['per_token'] > 0
-    assert part['fixed'] + part['per_token'] < part['total']
+    shrinking = part['per_token'] + part['attention']
+    assert min(part['fixed'], part['per_token'], part['attention']) > 0
+    assert part['fixed'] + shrinking < part['total']
     assert part['other'] == pytest.approx(
-        part['total'] - part['fixed'] - part['per_token'])
-    # kept shares 160/256, 28/64, 7/16 of the per-token time remain
-    assert part['per_token'] * 7 / 16 < part['scaled'] < part['per_token']
+        part['total'] - part['fixed'] - shrinking)
+    # kept shares 160/256, 28/64, 7/16 of the per-token time remain, and
+    # of the attention the query slots: full windows here (T = N = 32)
+    assert shrinking * 7 / 16 < part['scaled'] < shrinking
     assert 1 < part['ideal'] < part['ceiling']
     # the labelling hooks are gone afterwards
     assert not any(m._forward_hooks or m._forward_pre_hooks
@@ -258,3 +277,23 @@ def test_the_tool_runs_tiny(tmp_path, one_thread):
         tool.main([])
     with pytest.raises(ValueError, match='--threads=0 must be >= 1'):
         tool.main(['--model', 'vit-s', '--threads', '0'])
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None
+        for m in ('onnx', 'onnxscript', 'onnxruntime')),
+    reason='the deploy extra is not installed (pip install -e .[deploy])')
+def test_onnxruntime_row_runs_the_exported_backbone():
+    from sta_mmaction.analysis.speed import runtime_variants
+    torch.manual_seed(0)
+    model = STAViT(**TINY_VIT, num_frames=8).eval()
+    clip = torch.randn(1, 3, 8, 64, 64)  # traced on 2, run on 1
+    [row] = runtime_variants('onnxruntime', 'CPUExecutionProvider',
+                             {0: model}, clip)
+    assert (row['variant'], row['kind']) == ('onnxruntime r=0', 'onnxruntime')
+    with torch.no_grad():
+        want = model(clip)
+    assert torch.allclose(torch.from_numpy(row['forward'](clip)[0]), want,
+                          atol=1e-5)
+    with pytest.raises(ValueError, match="--runtime='tvm' is not supported"):
+        runtime_variants('tvm', 'CPUExecutionProvider', {0: model}, clip)

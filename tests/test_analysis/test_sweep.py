@@ -17,6 +17,7 @@ from mmaction.registry import MODELS
 
 from sta_mmaction.analysis import (backbone_report, drop_numbers_of,
                                    flops_sweep, stock_copy)
+from sta_mmaction.analysis.flops import adaptive_gflops, count_flops
 from sta_mmaction.analysis.speed import build_variants
 from sta_mmaction.models import STASwin3D, STAViT, apply_pruning, pruning_of
 
@@ -187,3 +188,36 @@ def test_benchmark_variants_of_a_hook_config():
         assert torch.equal(models[0](x), models[2](x))  # same weights
     with pytest.raises(ValueError, match='no STAPruningHook'):
         build_variants(config(VIT), [0, 8], False, torch.device('cpu'))
+
+
+def test_strategies_beside_the_oracle():
+    """One row per strategy; the same tokens, each its own selection cost."""
+    cfg = config(dict(VIT, type='STAViT', drop_number=4))
+    rows = flops_sweep(cfg, [4], VIT_VIEW,
+                       ['oracle', 'sta', 'random', 'rlt', 'tome', 'vidtldr'])
+    by = {row['strategy']: row for row in rows}
+    assert len({tuple(row['tokens']) for row in rows}) == 1
+    assert by['oracle']['vs_oracle'] == 0
+    assert by['random']['vs_oracle'] == by['rlt']['vs_oracle'] == 0
+    for name in ('sta', 'tome', 'vidtldr'):  # similarity matmuls
+        assert by[name]['vs_oracle'] > 0
+    # vid-TLDR matches the C-wide tokens, ToMe the C/h-wide keys
+    assert by['vidtldr']['gflops'] > by['tome']['gflops']
+
+
+def test_adaptive_row_is_a_range():
+    cfg = config(dict(VIT, type='STAViT', rlt_threshold=0.1))
+    [row] = flops_sweep(cfg, None, VIT_VIEW)
+    assert row['gflops'] is row['change'] is row['tokens'] is None
+    fit = row['adaptive']
+    assert fit['tokens'] == [16, 128]
+    assert fit['gflops'][0] < fit['gflops'][1]
+    # exact: a view that keeps 64 tokens costs what the quadratic says
+    backbone = MODELS.build(cfg.model.backbone).eval()
+    x = torch.randn(VIT_VIEW)
+    x[:, :, 6:] = x[:, :, 5:6]  # tubelets 4-7 still
+    assert int(backbone.clip_token_counts(x)[0]) == 64
+    with torch.no_grad():
+        flops = count_flops(backbone, (x, ))['flops']
+    assert adaptive_gflops(fit['fit'], [64])[0] == pytest.approx(
+        flops / 1e9, rel=1e-9)

@@ -86,6 +86,9 @@ def test_demo_end_to_end_reduced(tmp_path):
     out = proc.stdout
     assert 'RANDOM WEIGHTS' in out
     assert '| r ' in out and 'speed-up' in out
+    # chance-level accuracy of random weights is not printed as numbers
+    assert 'random weights: accuracy not meaningful' in out
+    assert 'top-1' not in out
     with open(work_dir / 'summary.json') as f:
         summary = json.load(f)
     assert summary['random_weights'] is True

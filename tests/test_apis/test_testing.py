@@ -1,4 +1,6 @@
 """tools/test.py's run set-up: provenance, work dirs, views, workers, logs."""
+import csv
+import glob
 import logging
 import os.path as osp
 import sys
@@ -7,10 +9,11 @@ import textwrap
 import pytest
 from mmengine.config import Config
 
-from sta_mmaction.apis import default_work_dir
+from sta_mmaction.apis import configure_test, default_work_dir, run_test
 from sta_mmaction.models import pruning_of
 from sta_mmaction.apis.testing import cap_workers, usable_cores
 from sta_mmaction.engine.run_logging import OnceFilter
+from sta_mmaction.utils import file_sha256
 
 from ..conftest import ROOT
 from ..test_tools.test_dist_test import (LABELS, last_metrics, make_video_set,
@@ -39,6 +42,14 @@ def cfg_of(text):
      'vit-base_k400.py', 'vit-base_k400_r32'),
     ("model = dict(backbone=dict(type='VisionTransformer'))",
      'vit-base_k400.py', 'vit-base_k400'),
+    # fused attention and autocast runs never overwrite fp32 ones
+    ("model = dict(backbone=dict(type='STAViT', drop_number=64, "
+     "fused_attention=True))\ntest_cfg = dict(type='STATestLoop', "
+     "amp='bf16')", 'sta_vits_k400_r64.py', 'sta_vits_k400_r64_fused_bf16'),
+    ("model = dict(backbone=dict(type='VisionTransformer'))\n"
+     "custom_hooks = [dict(type='STAPruningHook', drop_number=32, "
+     "fused_attention=True)]\ntest_cfg = dict(fp16=True)",
+     'vit-base_k400.py', 'vit-base_k400_r32_fused_fp16'),
 ])
 def test_work_dir_names_the_r_that_runs(text, config, expected):
     cfg = cfg_of(text)
@@ -131,12 +142,33 @@ def test_provenance_in_json_and_last_line(tiny):
     assert len(m['checkpoint_sha256']) == 12
     assert m['views_per_video'] == 1 and m['protocol'] == 'config'
     assert (m['num_evaluated'], m['num_skipped']) == (len(LABELS), 0)
-    last = [ln for ln in (proc.stdout + proc.stderr).splitlines()
-            if ln.strip()][-1]
-    assert 'Result: acc/top1=' in last
-    assert 'STAViT drop_number=2 strategy=sta' in last
-    assert f'checkpoint {tiny["ckpt"]} (sha256 ' in last
-    assert f'{len(LABELS)} videos evaluated, 0 skipped' in last
+    assert (m['ann_file'], m['data_prefix']) == (tiny['ann'],
+                                                 dict(video=tiny['videos']))
+    assert m['ann_file_sha256'] == file_sha256(tiny['ann'])[:12]
+    assert (m['precision'], m['fused_attention']) == ('fp32', False)
+    # a brief console: no mmengine dumps (they are in the log file), and
+    # the result, its provenance and the metrics file last
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+             if ln.strip()]
+    assert len(lines) <= 60, lines
+    assert not any('System environment' in ln or 'Hooks will be' in ln
+                   for ln in lines)
+    result, provenance, json_line = lines[-3:]
+    assert 'Result: acc/top1=' in result
+    assert f'{len(LABELS)} videos evaluated, 0 skipped' in result
+    assert 'STAViT drop_number=2 strategy=sta' in provenance
+    assert 'fp32, explicit attention' in provenance
+    assert f'checkpoint {tiny["ckpt"]} (sha256 ' in provenance
+    assert f'list {tiny["ann"]} (sha256 {m["ann_file_sha256"]})' in provenance
+    assert json_line.endswith('Metrics JSON: ' + metrics_file(work_dir))
+    log = open(metrics_file(work_dir)[:-len('json')] + 'log').read()
+    assert 'System environment' in log and 'Hooks will be executed' in log
+
+
+def metrics_file(work_dir):
+    """The run's metrics JSON (``<work_dir>/<timestamp>/<timestamp>.json``)."""
+    [path] = glob.glob(osp.join(str(work_dir), '*', '*.json'))
+    return osp.abspath(path)
 
 
 def write_views_config(path, tiny, crop=64):
@@ -202,3 +234,36 @@ def test_offline_url_is_one_line(tiny, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert 'could not download' in last and url in last
     assert 'tools/test.py CONFIG' in last
+
+
+def test_adaptive_budget_in_report_and_provenance(tiny, tmp_path):
+    """rlt_threshold: every view counted, "adaptive" with mean and range."""
+    cfg = configure_test(tiny['config'], tiny['ckpt'], work_dir=str(tmp_path),
+                         cfg_options={'model.backbone.drop_number': 0,
+                                      'model.backbone.rlt_threshold': 0.1})
+    assert default_work_dir(cfg, 'tiny_r0.py').endswith('tiny_r0_rlt0.1')
+    m = run_test(cfg)
+    assert (m['drop_number'], m['strategy']) == (0, 'rlt')
+    assert m['tokens'].startswith('adaptive (RLT rlt_threshold=0.1)')
+    assert m['token_budget'] == m['tokens']
+    low, high = m['gflops_range']
+    assert low <= m['gflops_per_view'] <= high
+    with open(m['adaptive_tokens_file']) as f:
+        views = list(csv.DictReader(f))
+    assert len(views) == len(LABELS)
+    assert all(16 <= int(v['tokens']) <= 128 for v in views)  # 8 x 4 x 4
+    mean = sum(float(v['gflops']) for v in views) / len(views)
+    assert m['gflops_per_view'] == pytest.approx(mean, abs=1e-3)
+
+
+def test_every_route_to_compile_or_fp16_is_checked(tmp_path):
+    """--compile, a config's STATestLoop(compile=True), test_cfg.fp16."""
+    swin = osp.join(ROOT, 'configs', 'sta_swint_k400_r320.py')
+    for options in ({}, {'test_cfg': dict(type='STATestLoop',
+                                          compile=True)}):
+        with pytest.raises(ValueError, match='STASwin3D backbone'):
+            configure_test(swin, 'w.pth', cfg_options=options,
+                           compile=not options)
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(ValueError, match='--work-dir=.* is a file'):
+        configure_test(swin, 'w.pth', work_dir=str(tmp_path / 'file'))

@@ -2,15 +2,16 @@
 import pytest
 import torch
 
-from sta_mmaction.core import (SELECTORS, STRATEGIES, bipartite_match,
-                               clip_generators, group_schedule, merge_tokens,
-                               random_select, select_tokens,
-                               semantic_activation, sta_select)
+from sta_mmaction.core import (MERGING, SELECTORS, STRATEGIES,
+                               bipartite_match, clip_generators,
+                               group_schedule, merge_tokens, random_select,
+                               select_tokens, semantic_activation, sta_select)
 from sta_mmaction.models import STAViT
 
 from .test_sta_rule import reference_select
 
-SELECTING = [s for s in STRATEGIES if s != 'tome']
+# per group; 'rlt' drops per clip (test_rlt.py)
+SELECTING = [s for s in STRATEGIES if s not in MERGING + ('rlt', )]
 
 # 16 frames of 64x64 -> 8 slices of 4x4 = 16 tokens; the largest r is 8.
 SMALL = dict(
@@ -67,7 +68,7 @@ def test_model_token_counts_at_every_point(strategy, r):
     groups = group_schedule(8)
     for point, k in enumerate(kept):
         assert all(len(set(row.tolist())) == k.shape[1] for row in k)
-        if point == 0:  # the first point's groups are the time slices
+        if point == 0 and strategy != 'rlt':  # groups are the time slices
             per = k.shape[1] // groups[0]
             for g in range(groups[0]):
                 part = k[:, g * per:(g + 1) * per]
@@ -316,20 +317,22 @@ def test_bad_strategy(value):
 
 def test_strategy_table_dispatches_every_selection(monkeypatch):
     """Each selecting strategy runs its own entry of ``SELECTORS``."""
-    assert STRATEGIES == tuple(SELECTORS) + ('tome', )
+    assert STRATEGIES == tuple(SELECTORS) + MERGING
     x, keys = inputs()
     for name in SELECTORS:
         calls = []
         monkeypatch.setitem(SELECTORS, name,
                             lambda *args, name=name: calls.append(name))
-        select_tokens(x, keys, 4, 2, strategy=name)
+        select_tokens(x, keys, 4, 2, strategy=name,
+                      change=torch.zeros(x.shape[:2]))
         assert calls == [name]
 
 
-def test_tome_is_not_a_selection():
+@pytest.mark.parametrize('strategy', MERGING)
+def test_merging_is_not_a_selection(strategy):
     x, keys = inputs()
     with pytest.raises(ValueError, match='bipartite_match'):
-        select_tokens(x, keys, 4, 2, strategy='tome')
+        select_tokens(x, keys, 4, 2, strategy=strategy)
 
 
 @pytest.mark.parametrize('kwargs, match', [

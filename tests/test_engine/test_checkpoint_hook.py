@@ -392,3 +392,27 @@ def test_demo_and_visualize_builder_shares_the_checks(tmp_path):
     model = build_recognizer(cfg, partial)
     assert torch.equal(model.backbone.fc_norm.weight,
                        backbone_only()['backbone.fc_norm.weight'])
+
+
+@pytest.mark.parametrize('saved, match', [
+    ('num_heads=4', 'model.backbone.num_heads=4 .* has num_heads=3'),
+    ("norm_cfg=dict(type='LN', eps=1e-05)",
+     'norm_cfg.eps=1e-05 .* has norm_cfg.eps=1e-06'),
+])
+def test_meta_cfg_settings_no_shape_shows_are_compared(tmp_path, saved,
+                                                        match):
+    """A 48-channel ViT splits into 3 or 4 heads with the same tensors; the
+    file's meta.cfg (read, never run) says which it was trained with."""
+    state = vit().state_dict()
+    cfg_text = ("model = dict(type='Recognizer3D', backbone=dict(type="
+                f"'VisionTransformer', {saved}, embed_dims=48, img_size="
+                "__import__('os').system('touch ran')))\n")
+    path = save_mmengine_checkpoint(state, tmp_path / 'heads.pth', cfg_text)
+    model = MODELS.build(dict(vit_cfg(), backbone=dict(
+        vit_cfg()['backbone'], norm_cfg=dict(type='LN', eps=1e-6))))
+    with pytest.raises(CheckpointError, match=match):
+        load_recognizer_weights(model, path)
+    assert not osp.exists('ran')
+    same = save_mmengine_checkpoint(state, tmp_path / 'same.pth',
+                                    Config(dict(model=vit_cfg())).pretty_text)
+    load_recognizer_weights(model, same)

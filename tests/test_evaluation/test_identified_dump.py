@@ -145,3 +145,8 @@ def test_other_ranks_fail_too_when_rank_0_fails(monkeypatch):
     with pytest.raises(RuntimeError, match='Rank 0 failed to compute the '
                        'test metrics: NothingEvaluatedError: All 3'):
         metric.evaluate(0)
+
+
+def test_no_prefix_warning():
+    """mmengine warns 'The prefix is not set' for a metric without one."""
+    assert IdentifiedDumpResults(out_file_path='x.pkl').prefix == 'dump'

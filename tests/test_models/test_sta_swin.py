@@ -84,11 +84,12 @@ def test_shift_mask_weights_are_zero_not_subnormal():
         feats, _ = sta.forward_pruned(x)
         ref = stock(x).mean((2, 3, 4))
     torch.testing.assert_close(feats.flatten(1), ref, atol=1e-5, rtol=1e-5)
-    grid = swin_layers.KeptWindows(torch.arange(256).expand(2, -1), (4, 8, 8))
-    mask = grid.windows((2, 4, 4), (1, 2, 2),
-                        swin_layers.compute_mask(4, 8, 8, (2, 4, 4),
-                                                 (1, 2, 2), 'cpu'))[1]
-    assert set(mask.unique().tolist()) == {0., swin_layers.PRUNED_KEY_BIAS}
+    pos = torch.arange(0, 256, 2).expand(2, -1)  # every other position
+    tiles = swin_layers.KeptTiles(pos, (4, 8, 8), (2, 4, 4), (1, 2, 2))
+    kinds = swin_layers.window_kinds(2, (4, 8, 8), (2, 4, 4), (1, 2, 2),
+                                     torch.device('cpu'))[2]
+    for mask in (tiles.mask, kinds):
+        assert set(mask.unique().tolist()) == {0., swin_layers.PRUNED_KEY_BIAS}
 
 
 def _count_tokens(model):
@@ -507,15 +508,15 @@ def _analytic_gflops(cfg):
 
 
 def test_flops_swint_config():
-    """The one full-size trace (fvcore, Swin-T on 32 x 224^2, ~10 s): the
-    paper's cell, the kept tokens, and the analytic count, which equals
+    """The one full-size trace (fvcore, Swin-T on 32 x 224^2, ~10 s): below
+    the paper's cell, the kept tokens, and the analytic count, which equals
     the trace."""
     from sta_mmaction.analysis import backbone_report, view_shape
     cfg = _config('sta_swint_k400', 320)
     backbone = MODELS.build(cfg.model.backbone)
     report = backbone_report(backbone, view_shape(cfg))
     paper = PAPER_GFLOPS['sta_swint_k400'][320]
-    assert abs(report['gflops'] / paper - 1) <= 0.02, report
+    assert 0.8 * paper < report['gflops'] < paper, report
     assert report['tokens'] == [50176, 12544 - 16 * 320, 3136 - 6 * 320,
                                 784 - 7 * 320 // 4]
     assert _analytic_gflops(cfg) == pytest.approx(report['gflops'], rel=1e-12)
@@ -527,10 +528,14 @@ def test_flops_swint_config():
 def test_flops_other_configs(name, r):
     """Every cell of the paper's table, by the analytic count (equal to
     fvcore's trace, see test_flops_swint_config and
-    tests/test_analysis/test_flops.py)."""
+    tests/test_analysis/test_flops.py): stock's at r=0, below the paper's
+    where the attention runs on the kept tokens' query tiles."""
     paper = PAPER_GFLOPS[name][r]
     got = _analytic_gflops(_config(name, r))
-    assert abs(got / paper - 1) <= 0.02, (name, r, got, paper)
+    if r == 0:
+        assert abs(got / paper - 1) <= 0.014, (name, r, got, paper)
+    else:
+        assert 0.8 * paper < got < paper, (name, r, got, paper)
 
 
 CONFIGS = [(a, r) for a in ('t', 's', 'b') for r in (0, 192, 256, 320)]

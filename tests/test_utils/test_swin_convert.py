@@ -311,15 +311,25 @@ def _saved(state, path):
     return str(path)
 
 
-def test_window_size_mismatch_is_refused(tmp_path):
+@pytest.mark.parametrize('layout', [dict, mmaction_names])
+def test_window_size_mismatch_is_refused(tmp_path, layout):
     """(4, 4, 2) windows give tables and indices of the same shapes as
-    (2, 4, 4), so only the stored index values tell them apart."""
-    path = _saved(random_original(window=(4, 4, 2)), tmp_path / 'w.pth')
+    (2, 4, 4), so only the stored index values tell them apart; in either
+    layout (MMAction2's stores the index too)."""
+    path = _saved(layout(random_original(window=(4, 4, 2))),
+                  tmp_path / 'w.pth')
     with pytest.raises(CheckpointError, match='another window_size'):
         load_recognizer_weights(recognizer(window=(2, 4, 4)), path)
     with pytest.raises(CheckpointError, match='another window_size'):
         load_recognizer_weights(
             recognizer(window=(2, 4, 4)), path, allow_partial=True)
+
+
+def test_videomae_converter_names_a_swin_file():
+    from sta_mmaction.utils import describe_videomae_state
+    with pytest.raises(CheckpointError, match='an original Video Swin '
+                       'checkpoint: convert it with .*convert_swin'):
+        describe_videomae_state(release_file(random_original()))
 
 
 def test_partial_load_of_a_backbone_only_file(tmp_path):

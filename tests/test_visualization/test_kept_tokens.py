@@ -5,7 +5,8 @@ import torch
 
 from sta_mmaction.models import STASwin3D, STAViT
 from sta_mmaction.datasets import single_view_pipeline
-from sta_mmaction.visualization.kept_tokens import (BLANK, blank_pruned, kept_masks)
+from sta_mmaction.visualization.kept_tokens import (BLANK, blank_pruned,
+                                                    kept_masks, point_names)
 
 
 @pytest.mark.parametrize('kind', ['vit', 'swin'])
@@ -42,6 +43,18 @@ def test_masks_are_the_backbones_kept_grids(kind):
         assert count == dict(kept=int(mask.sum()), total=mask.size)
     if kind == 'swin':
         assert [m.shape for m in masks] == [(4, 9, 9), (4, 5, 5), (4, 3, 3)]
+
+
+def test_adaptive_mask_is_the_clips_own_count():
+    torch.manual_seed(0)
+    backbone = STAViT(img_size=64, embed_dims=48, depth=3, num_heads=4,
+                      rlt_threshold=0.5)
+    x = torch.randn(1, 3, 16, 64, 64)
+    x[:, :, 8:] = x[:, :, 7:8]  # still from tubelet 5 on
+    masks, _, counts, _ = kept_masks(backbone, x)
+    assert len(masks) == len(point_names(backbone)) == 1
+    assert counts[0]['kept'] == int(backbone.clip_token_counts(x)[0]) == 80
+    assert masks[0][0].all() and not masks[0][5:].any()
 
 
 def test_single_view_of_every_multi_view_step():
@@ -88,3 +101,17 @@ def test_masks_count_the_kept_tokens(kind):
     blank = (drawn == BLANK).all(-1)
     cell = 64 // masks[-1].shape[1]
     assert blank.sum() == (~masks[-1][0]).sum() * cell * cell
+
+
+def test_corrupt_video_is_named(tmp_path):
+    """visualize_tokens.py on a file no reader opens: one named error."""
+    from mmengine.config import Config
+    from sta_mmaction.datasets import CorruptVideoError
+    from sta_mmaction.visualization.kept_tokens import load_view
+    from ..conftest import ROOT
+    video = tmp_path / 'corrupt.mp4'
+    video.write_bytes(b'\x00 not a video ' * 500)
+    cfg = Config.fromfile(f'{ROOT}/configs/sta_vits_k400_r64.py')
+    with pytest.raises(CorruptVideoError,
+                       match=r'Cannot read video .*corrupt.mp4: DecordInit'):
+        load_view(cfg, str(video))

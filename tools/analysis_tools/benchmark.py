@@ -3,6 +3,10 @@
     python tools/analysis_tools/benchmark.py --model vit-s --threads 1 \
         --drop-numbers 0 64 --compile 64
     python tools/analysis_tools/benchmark.py --model swin-t --threads 1
+    python tools/analysis_tools/benchmark.py --model vit-s --threads 1 \
+        --drop-numbers 0 64 --strategies random tome vidtldr rlt
+    python tools/analysis_tools/benchmark.py --model vit-s --threads 1 \
+        --drop-numbers 0 64 --runtime onnxruntime
     python tools/analysis_tools/benchmark.py --model vit-b --device cuda \
         --batch-size 32 --amp bf16 --amp-only --number 10 --compile 64
 
@@ -25,6 +29,7 @@ from mmengine.logging import print_log
 from sta_mmaction.analysis.speed import TINY, setup_cpu, speed_benchmark
 from sta_mmaction.analysis.table import format_table
 from sta_mmaction.apis import run_cli
+from sta_mmaction.apis.cli import check_output_dir, stderr_without
 from sta_mmaction.models import pruning_of, sta_class
 
 #: The checkout, for ``--model``'s configs.
@@ -36,7 +41,8 @@ COLUMNS = (('gflops', 'GFLOPs', '.2f'), ('ms', 'ms/clip', '.2f'),
                                                '.1f'),
            ('speedup_vs_stock', 'x stock fp32', '.2f'),
            ('speedup_vs_best_r0', 'x best r=0', '.2f'),
-           ('oracle_ratio', 'STA/oracle', '.3f'))
+           ('oracle_ratio', 'STA/oracle', '.3f'),
+           ('speedup_vs_runtime_r0', 'x own r=0', '.2f'))
 
 
 def parse_args(argv=None):
@@ -65,8 +71,17 @@ def parse_args(argv=None):
                    help='Swin on the CPU: r=0 forwards profiled (default 2)')
     p.add_argument('--threads', type=int, help='torch CPU threads')
     p.add_argument('--flush-denormal', action='store_true')
+    p.add_argument('--strategies', nargs='+', default=(),
+                   help='other strategies timed at every r > 0, beside the '
+                   "config's, against the same oracle")
+    p.add_argument('--runtime', choices=['onnxruntime'],
+                   help='also each r exported to ONNX and run there '
+                   '(pip install -e .[deploy])')
+    p.add_argument('--provider', default='CPUExecutionProvider',
+                   help="onnxruntime's execution provider")
     p.add_argument('--tiny', action='store_true',
-                   help='tiny backbone, clip and r: a seconds-long check')
+                   help='tiny backbone, clip and r: a seconds-long check '
+                   '(of --model vit-s when no model is given)')
     p.add_argument('--out-dir', default='work_dirs/benchmark')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -74,10 +89,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.tiny and args.model is None and args.config is None:
+        args.model = 'vit-s'  # --tiny alone: the seconds-long check of ViT-S
     if (args.model is None) == (args.config is None):
         raise ValueError('give a config file or --model, not both or '
                          f'neither; models: {sorted(MODELS)}.')
     config = args.config or osp.join(ROOT, 'configs', MODELS[args.model])
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f'--device={args.device!r} is not a torch device; '
+                         'use cpu, cuda or cuda:<index>.') from None
+    check_output_dir(args.out_dir, '--out-dir')
     setup_cpu(args.threads, args.flush_denormal)
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(config)
@@ -88,10 +111,14 @@ def main(argv=None):
         cfg.model.backbone.update(TINY[kind][0])
         rs, clip = rs or TINY[kind][2], clip or TINY[kind][1]
     compile = args.compile or args.compile is not None  # [] -> every r
-    result = speed_benchmark(cfg, rs, args.device, args.batch_size,
-                             args.repeats, args.number, args.amp,
-                             args.amp_only, compile, clip, not args.no_tf32,
-                             args.breakdown_repeats)
+    with stderr_without():  # torch.profiler's start/stop lines
+        result = speed_benchmark(cfg, rs, args.device, args.batch_size,
+                                 args.repeats, args.number, args.amp,
+                                 args.amp_only, compile, clip,
+                                 not args.no_tf32, args.breakdown_repeats,
+                                 strategies=args.strategies,
+                                 runtime=args.runtime,
+                                 provider=args.provider)
     table = format_table(
         [[row['variant']] + [
             '' if row.get(k) is None else format(row[k], f)
@@ -106,10 +133,11 @@ def main(argv=None):
                                    for k, v in result['env'].items())]
     for att, part in (result['breakdown'] or {}).items():
         share = {k: part[k] / part['total']
-                 for k in ('fixed', 'per_token', 'other')}
+                 for k in ('fixed', 'per_token', 'attention', 'other')}
         lines.append(
-            f'Swin {att} r=0: fixed (embedding, stage 1, window cores) '
+            f'Swin {att} r=0: fixed (embedding, stage 1) '
             f'{share["fixed"]:.0%}, per-token {share["per_token"]:.0%}, '
+            f'window attention of stages 2-4 {share["attention"]:.0%}, '
             f'other {share["other"]:.0%}; Amdahl at '
             f'r={result["drop_numbers"][-1]}: ideal {part["ideal"]:.2f}x, '
             f'ceiling {part["ceiling"]:.2f}x')

@@ -108,6 +108,15 @@ import torch
 from sta_mmaction.analysis.speed import environment
 dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 print(environment(dev))
+for name in ('onnxruntime', 'tensorrt'):
+    try:
+        mod = __import__(name)
+    except ImportError:
+        print(f'{name}: not installed')
+        continue
+    extra = (mod.get_available_providers()
+             if name == 'onnxruntime' else '')
+    print(f'{name}: {mod.__version__} {extra}')
 EOF
     } >"$out/env.txt" 2>&1 || {
         cat "$out/env.txt" >&2
@@ -120,14 +129,24 @@ fi
 device=cuda
 ((tiny)) && device=cpu
 # fail fast: a seconds-long call of every step on the device
-((tiny)) || bench smoke 90 vit-s '' --tiny --repeats 1 || exit 1
+((tiny)) || bench smoke 60 vit-s '' --tiny --repeats 1 || exit 1
 bench vit-b 110 vit-b '' --drop-numbers 0 32 48 64 --repeats 5 \
     --number 10 || true
-bench vit-l 140 vit-l '' --drop-numbers 0 32 48 64 --repeats 5 \
+bench vit-l 120 vit-l '' --drop-numbers 0 32 48 64 --repeats 5 \
     --number 5 || true
 bench swin-b 80 swin-b '' --drop-numbers 0 320 --repeats 3 --number 5 || true
-bench vit-b-compiled 150 vit-b 64 --drop-numbers 0 64 --repeats 5 \
+bench vit-b-compiled 130 vit-b 64 --drop-numbers 0 64 --repeats 5 \
     --number 10 || true
+# onnxruntime's CUDA provider, fp32, where the image's onnxruntime has it
+if ((!tiny && !dry)) && grep -q CUDAExecutionProvider "$out/env.txt"; then
+    timeout 60 "$python" "$here/benchmark.py" --model vit-b --device cuda \
+        --batch-size 32 --drop-numbers 0 64 --repeats 3 --number 5 \
+        --runtime onnxruntime --provider CUDAExecutionProvider \
+        --out-dir "$out/ort-cuda" >"$out/ort-cuda.log" 2>&1 || {
+        echo "gpu_benchmark.sh: ort-cuda failed; see $out/ort-cuda.log" >&2
+        failed+=(ort-cuda)
+    }
+fi
 
 if ((${#failed[@]})); then
     echo "gpu_benchmark.sh: failed or stopped on $device: ${failed[*]}" >&2

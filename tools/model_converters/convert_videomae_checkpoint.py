@@ -25,6 +25,7 @@ from mmengine.logging import print_log
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
 from sta_mmaction.apis import run_cli
+from sta_mmaction.apis.cli import check_output_file
 from sta_mmaction.utils import (check_state_dict, convert_videomae_state_dict,
                                 describe_videomae_state, load_checkpoint_file,
                                 save_converted)
@@ -72,6 +73,7 @@ def default_config(info):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output_file(args.dst, 'dst', source=args.src)
     register_all_modules(init_default_scope=True)
     checkpoint = load_checkpoint_file(
         args.src,

@@ -1,228 +1,381 @@
-"""The accuracy benchmark's summaries: rows, winners, Markdown and plots.
+"""The accuracy benchmark's summaries: rows with intervals, tables, plots.
 
-Pure functions of the runs that :mod:`sta_mmaction.apis.accuracy_sweep`
-returns; nothing here trains or tests a model.
+Pure functions of the per-clip runs of :mod:`.sweep`; nothing here trains
+or tests a model. Every interval is a 95% percentile bootstrap over the
+test clips (:mod:`.intervals`); a difference between two strategies is
+paired (the same clips under both) and is stated as a win only when its
+interval excludes zero.
 """
 import textwrap
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-import torch
+import numpy as np
 
-#: Column of the table -> (strategy, prop_attn). ``tome`` is ToMe with
-#: proportional attention (the backbone's default), ``tome_noprop`` without.
-VARIANTS = {
-    'sta': ('sta', True),
-    'random': ('random', True),
-    'temporal': ('temporal', True),
-    'semantic': ('semantic', True),
-    'tome': ('tome', True),
-    'tome_noprop': ('tome', False),
-}
+from .evidence import BRACKETS
+from .intervals import mean_interval, paired_interval, verdict
 
 #: Models of the benchmark, in table order.
-MODELS = ('pretrained', 'scratch')
+MODELS = ('scratch', 'pretrained')
+
+#: The strategy every other one is compared with, clip by clip: the
+#: baseline two independent studies found hard to beat on real video.
+BASELINE = 'random'
+
+#: What the pooled-feature cosine can and cannot say.
+COSINE_CAVEAT = (
+    'The pooled-feature cosine (pruned vs unpruned backbone output, mean '
+    'over clips) favours reductions whose pooled mean is unbiased (a random '
+    'subset estimates the full mean) or sum-conserving (size-weighted '
+    'merging, as ToMe), whatever evidence they lose: read it as "how little '
+    'the head\'s input moved", not as retained evidence.')
 
 
-def pooled_cosine(features: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean over clips of the cosine between two (N, C) pooled features.
+def _per_clip(run: Dict, key: str) -> Optional[np.ndarray]:
+    """A run's per-clip values of ``key`` (0/1 correctness for preds)."""
+    if key in ('pred', 'probe_pred'):
+        if run.get(key) is None:
+            return None
+        return (np.asarray(run[key]) == np.asarray(run['labels'])).astype(
+            np.float64)
+    if run.get(key) is None:
+        return None
+    return np.asarray(run[key], dtype=np.float64)
+
+
+def _seed_mean(runs: Sequence[Dict], key: str) -> Optional[np.ndarray]:
+    """Per-clip values averaged over the runs (seeds) of one point."""
+    values = [_per_clip(x, key) for x in runs]
+    if any(v is None for v in values) or not values:
+        return None
+    return np.mean(values, axis=0)
+
+
+def summarise(runs: List[Dict], seed: int = 0) -> List[Dict]:
+    """One row per (set, model, variant, r), with intervals.
+
+    Seeds of ``'random'`` are averaged clip by clip. Skipped points give a
+    row with ``skipped`` set and nothing else measured.
 
     Args:
-        features (Tensor): (N, C) the pruned backbone's outputs.
-        reference (Tensor): (N, C) the unpruned backbone's outputs for the
-            same N clips, in the same order.
-    """
-    if features.shape != reference.shape or features.dim() != 2:
-        raise ValueError(f'pooled_cosine needs two (N, C) features of one '
-                         f'shape, got {tuple(features.shape)} and '
-                         f'{tuple(reference.shape)}.')
-    cos = torch.nn.functional.cosine_similarity(
-        features.double(), reference.double(), dim=1)  # (N, )
-    return float(cos.mean())
-
-
-def _spread(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    return float(torch.tensor(values, dtype=torch.float64).std())
-
-
-def summarise(runs: List[Dict], variants: Sequence[str],
-              drop_numbers: Sequence[int]) -> List[Dict]:
-    """One row per (set, model, variant, r), seeds of ``'random'`` averaged.
-
-    The ``r=0`` run of a set and model is the unpruned model, shared by
-    every variant.
-
-    Args:
-        runs (list[dict]): Test runs, each with ``set``, ``model``,
-            ``variant``, ``r``, ``top1``, ``mean1``, ``cosine``, ``gflops``
-            and ``tokens``.
-        variants (Sequence[str]): Columns, keys of :data:`VARIANTS`.
-        drop_numbers (Sequence[int]): The swept ``r``.
+        runs (list[dict]): :func:`.sweep.sweep_split` runs, each with ``set``
+            and ``model`` added.
+        seed (int): Seed of the bootstrap. Defaults to 0.
 
     Returns:
-        list[dict]: Rows with the means and standard deviations over the
-        seeds (``top1_std``, ``cosine_std``; 0 for one run) and ``runs``.
+        list[dict]: Rows with ``top1``, ``probe`` (or None), ``evidence``
+        (per prune point, or None) and ``evidence_last`` as interval dicts,
+        ``cosine`` (mean), ``gflops``, ``tokens``, ``seeds`` and the paired
+        differences ``vs_random`` and ``vs_sta`` (``top1``, ``probe``,
+        ``evidence_last``; each an interval dict or None).
     """
+    groups: Dict[tuple, List[Dict]] = {}
+    for x in runs:
+        groups.setdefault((x['set'], x['model'], x['variant'], x['r']),
+                          []).append(x)
+    clips: Dict[tuple, Dict[str, Optional[np.ndarray]]] = {}
     rows = []
-    pairs = list(dict.fromkeys((x['set'], x['model']) for x in runs))
-    for set_kind, model in pairs:
-        mine = [x for x in runs if (x['set'], x['model']) == (set_kind, model)]
-        base = [x for x in mine if x['r'] == 0]
-        for variant in variants:
-            for r in drop_numbers:
-                hits = base if r == 0 else [
-                    x for x in mine if x['variant'] == variant and x['r'] == r
-                ]
-                if not hits:
-                    continue
-                top1 = [x['top1'] for x in hits]
-                cosine = [x['cosine'] for x in hits]
-                rows.append(
-                    dict(
-                        set=set_kind,
-                        model=model,
-                        variant=variant,
-                        r=r,
-                        tokens=hits[0]['tokens'],
-                        gflops=hits[0]['gflops'],
-                        top1=sum(top1) / len(top1),
-                        top1_std=_spread(top1),
-                        cosine=sum(cosine) / len(cosine),
-                        cosine_std=_spread(cosine),
-                        mean1=sum(x['mean1'] for x in hits) / len(hits),
-                        runs=len(hits)))
+    for key, mine in groups.items():
+        done = [x for x in mine if not x.get('skipped')]
+        row = dict(zip(('set', 'model', 'variant', 'r'), key))
+        if not done:
+            rows.append(dict(row, skipped=mine[0]['skipped']))
+            continue
+        values = {k: _seed_mean(done, k) for k in ('pred', 'probe_pred',
+                                                   'cosine')}
+        evidence = None
+        if done[0].get('evidence') is not None:
+            evidence = np.mean([np.asarray(x['evidence'], np.float64)
+                                for x in done], axis=0)  # (N, P)
+        values['evidence_last'] = None if evidence is None else \
+            evidence[:, -1]
+        clips[key] = values
+        row.update(
+            skipped=None,
+            seeds=len(done),
+            gflops=done[0]['gflops'],
+            tokens=done[0]['tokens'],
+            top1=mean_interval(values['pred'], seed=seed),
+            probe=None if values['probe_pred'] is None else mean_interval(
+                values['probe_pred'], seed=seed),
+            cosine=float(values['cosine'].mean()),
+            evidence=None if evidence is None else [
+                _evidence_interval(evidence[:, i], seed)
+                for i in range(evidence.shape[1])
+            ],
+            evidence_last=None if evidence is None else _evidence_interval(
+                evidence[:, -1], seed))
+        rows.append(row)
+    for row in rows:
+        if row.get('skipped'):
+            continue
+        key = (row['set'], row['model'], row['variant'], row['r'])
+        for other in (BASELINE, 'sta'):
+            ref = clips.get(key[:2] + (other, row['r']))
+            mine = clips[key]
+            row[f'vs_{other}'] = None if ref is None or \
+                row['variant'] == other or row['r'] == 0 else {
+                    k: _paired(mine[k], ref[k], seed)
+                    for k in ('pred', 'probe_pred', 'evidence_last')
+                }
     return rows
 
 
-def winners(rows: List[Dict]) -> Dict[str, Dict[str, Dict[int, List[str]]]]:
-    """Variants with the best top-1 at each ``r > 0`` (ties kept).
+def _evidence_interval(values: np.ndarray, seed: int) -> Optional[Dict]:
+    """Interval over the clips that have evidence tokens (not NaN)."""
+    values = values[~np.isnan(values)]
+    return mean_interval(values, seed=seed) if len(values) else None
 
-    Returns:
-        dict: set -> model -> r -> the winning variants.
+
+def _paired(a: Optional[np.ndarray], b: Optional[np.ndarray],
+            seed: int) -> Optional[Dict]:
+    if a is None or b is None:
+        return None
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if not keep.any():
+        return None
+    return paired_interval(a[keep], b[keep], seed=seed)
+
+
+#: The paired metric -> its name in the statements.
+METRIC_NAMES = {
+    'pred': 'top-1 (fixed head)',
+    'probe_pred': 'top-1 (refitted probe)',
+    'evidence_last': 'evidence kept after the last prune point',
+}
+
+
+def statements(rows: List[Dict], headline: Sequence[int]) -> List[str]:
+    """What the paired intervals support, one line per separated pair.
+
+    Every strategy against :data:`BASELINE` and against ``'sta'``, for
+    each metric of :data:`METRIC_NAMES` (the brackets are read from the
+    tables); a pair whose interval contains zero is not stated, and a
+    budget where nothing separates says so.
     """
-    out: Dict = {}
-    for x in rows:
-        if x['r'] == 0:
-            continue
-        at = [
-            y for y in rows
-            if (y['set'], y['model'], y['r']) == (x['set'], x['model'], x['r'])
-        ]
-        best = max(y['top1'] for y in at)
-        out.setdefault(x['set'], {}).setdefault(x['model'], {})[x['r']] = [
-            y['variant'] for y in at if y['top1'] >= best - 1e-9
-        ]
-    return out
-
-
-def prop_attn_effect(rows: List[Dict]) -> List[Dict]:
-    """ToMe with proportional attention against without, per set and model.
-
-    Returns:
-        list[dict]: Per (set, model) with both ``tome`` and ``tome_noprop``
-        rows at ``r > 0``: ``set``, ``model``, ``on`` / ``off`` (mean top-1
-        over those r), ``cosine_on`` / ``cosine_off`` (mean cosine) and
-        ``better``, ``worse``, ``tied`` (how many r have ``on`` above, below
-        or level with ``off``).
-    """
-    out = []
+    lines = []
     for set_kind, model in dict.fromkeys((x['set'], x['model'])
                                          for x in rows):
-        cell = {(x['variant'], x['r']): x for x in rows
-                if (x['set'], x['model']) == (set_kind, model) and x['r']}
-        pairs = [(cell['tome', r], cell['tome_noprop', r]) for v, r in cell
-                 if v == 'tome' and ('tome_noprop', r) in cell]
-        if not pairs:
-            continue
-        diff = [on['top1'] - off['top1'] for on, off in pairs]
-        out.append(
-            dict(
-                set=set_kind,
-                model=model,
-                on=sum(on['top1'] for on, _ in pairs) / len(pairs),
-                off=sum(off['top1'] for _, off in pairs) / len(pairs),
-                cosine_on=sum(on['cosine'] for on, _ in pairs) / len(pairs),
-                cosine_off=sum(off['cosine']
-                               for _, off in pairs) / len(pairs),
-                better=sum(d > 1e-9 for d in diff),
-                worse=sum(d < -1e-9 for d in diff),
-                tied=sum(abs(d) <= 1e-9 for d in diff)))
-    return out
-
-
-def _table(rows: List[Dict], variants: Sequence[str], key: str,
-           best: Dict[int, List[str]]) -> List[str]:
-    """A Markdown table of ``key`` (``'top1'`` or ``'cosine'``): rows r."""
-    cell = {(x['variant'], x['r']): x for x in rows}
-    drop_numbers = sorted({x['r'] for x in rows})
-    shown = [v for v in variants if any(x['variant'] == v for x in rows)]
-    head = ['r', 'tokens', 'GFLOPs'] + shown
-    if key == 'top1':
-        head.append('best')
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    scale, digits = (100, 1) if key == 'top1' else (1, 3)
-    for r in drop_numbers:
-        ref = next(x for x in rows if x['r'] == r)
-        values = []
-        for v in shown:
-            x = cell.get((v, r))
-            if x is None:
-                values.append('-')
-                continue
-            text = f'{scale * x[key]:.{digits}f}'
-            if x['runs'] > 1 and r:
-                text += f' ± {scale * x[key + "_std"]:.{digits}f}'
-            if key == 'top1' and r and v in best.get(r, []):
-                text = f'**{text}**'
-            values.append(text)
-        tokens = ' / '.join(str(t) for t in ref['tokens'][1:]) or '-'
-        line = [str(r), tokens, f'{ref["gflops"]:.3f}'] + values
-        if key == 'top1':
-            line.append(', '.join(best.get(r, ['-'])))
-        lines.append('| ' + ' | '.join(line) + ' |')
+        mine = [x for x in rows if (x['set'], x['model']) == (set_kind, model)
+                and not x.get('skipped') and x['r'] > 0]
+        for r in sorted({x['r'] for x in mine}):
+            label = '' if r in headline else ' (stress test)'
+            said = []
+            for x in (y for y in mine
+                      if y['r'] == r and y['variant'] not in BRACKETS):
+                for other in (BASELINE, 'sta'):
+                    diffs = x.get(f'vs_{other}') or {}
+                    if other == 'sta' and x['variant'] == BASELINE:
+                        continue  # stated once, as sta against random
+                    for metric, name in METRIC_NAMES.items():
+                        d = diffs.get(metric)
+                        if d is None:
+                            continue
+                        v = verdict(d, x['variant'], other)
+                        if v:
+                            said.append(f'{v} in {name}: '
+                                        f'{_signed(d)} points')
+            head = f'{set_kind}/{model}, r={r}{label}'
+            if said:
+                lines += [f'{head}: {s}' for s in said]
+            else:
+                lines.append(f'{head}: no paired difference against '
+                             f'{BASELINE} or sta excludes zero.')
     return lines
 
 
-def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
-             finetune: Sequence[Dict] = (),
-             trainings: Sequence[Dict] = ()) -> str:
-    """The results as Markdown: per set and model, top-1 and cosine tables.
+def verdict_grid(rows: List[Dict], drop_numbers: Sequence[int],
+                 against: str) -> List[str]:
+    """Per strategy and r: separated above (+), below (-) or not (=)
+    ``against``, in top-1 / probe top-1 / evidence kept."""
+
+    def cell(x):
+        diffs = x.get(f'vs_{against}')
+        if not diffs:
+            return '-'
+        marks = []
+        for metric in METRIC_NAMES:
+            d = diffs.get(metric)
+            v = None if d is None else verdict(d, 'a', 'b')
+            marks.append('n/a' if d is None else
+                         {None: '=', 'a > b': '+', 'a < b': '-'}[v])
+        return ' / '.join(marks)
+
+    shown = [x for x in rows if x['variant'] not in BRACKETS]
+    return [f'Against {against}, clip by clip: + separated above, - '
+            'below, = not separated; top-1 / probe top-1 / evidence '
+            'kept:', ''] + _grid(shown, drop_numbers, cell)
+
+
+def _pct(x: Optional[Dict], digits: int = 1) -> str:
+    if x is None:
+        return '-'
+    return (f'{100 * x["mean"]:.{digits}f} [{100 * x["low"]:.{digits}f}, '
+            f'{100 * x["high"]:.{digits}f}]')
+
+
+def _signed(x: Optional[Dict]) -> str:
+    if x is None:
+        return '-'
+    return (f'{100 * x["mean"]:+.1f} [{100 * x["low"]:+.1f}, '
+            f'{100 * x["high"]:+.1f}]')
+
+
+def _grid(rows: List[Dict], drop_numbers: Sequence[int], cell) -> List[str]:
+    """A table: one row per variant, one column per r."""
+    variants = list(dict.fromkeys(x['variant'] for x in rows
+                                  if x['r'] > 0))
+    at = {(x['variant'], x['r']): x for x in rows}
+    ref = {}  # the GFLOPs in the head are sta's (others differ slightly)
+    for x in sorted((x for x in rows if not x.get('skipped')),
+                    key=lambda x: x['variant'] != 'sta'):
+        ref.setdefault(x['r'], x)
+    head = ['strategy'] + [
+        f'r={r} ({ref[r]["gflops"]:.3f} GFLOPs)' if r in ref else f'r={r}'
+        for r in drop_numbers
+    ]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for v in variants:
+        values = []
+        for r in drop_numbers:
+            x = at.get((v, r))
+            if x is None:
+                values.append('-')
+            elif x.get('skipped'):
+                values.append('skipped')
+            else:
+                values.append(cell(x))
+        lines.append('| ' + ' | '.join([v] + values) + ' |')
+    return lines
+
+
+def set_tables(rows: List[Dict], drop_numbers: Sequence[int],
+               compact: bool = False) -> List[str]:
+    """The tables of one set and model at ``drop_numbers``.
+
+    ``compact`` leaves out the paired differences' numbers and the cosine
+    (the README shows the verdicts instead).
+    """
+    shown = [x for x in rows if x['r'] in drop_numbers]
+    lines = ['Top-1 (%), fixed head, [95% interval]:', '']
+    lines += _grid(rows, drop_numbers, lambda x: _pct(x['top1']))
+    if not compact:
+        lines += ['', f'Top-1 against {BASELINE} on the same clips (points, '
+                  'paired [95% interval]; **bold** where separated: the '
+                  'interval excludes zero and McNemar\'s p < 0.05):', '']
+        lines += _grid(rows, drop_numbers,
+                       lambda x: _bold(x, 'vs_' + BASELINE, 'pred'))
+    if any(x.get('probe') for x in shown):
+        lines += ['', 'Top-1 (%) of a linear probe refitted on the '
+                  'training clips\' features under the same reduction:', '']
+        lines += _grid(rows, drop_numbers, lambda x: _pct(x['probe']))
+        if not compact:
+            lines += ['', f'Probe top-1 against {BASELINE} (paired):', '']
+            lines += _grid(
+                rows, drop_numbers,
+                lambda x: _bold(x, 'vs_' + BASELINE, 'probe_pred'))
+    if any(x.get('evidence') for x in shown):
+        lines += ['', 'Evidence tokens kept (%) after prune points 1 / 2 / 3 '
+                  '(last: [95% interval]):', '']
+        lines += _grid(rows, drop_numbers, _evidence_cell)
+    if not compact:
+        lines += ['', 'Pooled-feature cosine to the unpruned model (see the '
+                  'caveat above):', '']
+        lines += _grid(rows, drop_numbers, lambda x: f'{x["cosine"]:.3f}')
+    return lines
+
+
+def _bold(x: Dict, against: str, metric: str) -> str:
+    d = (x.get(against) or {}).get(metric)
+    if d is None:
+        return '-'
+    text = _signed(d)
+    return f'**{text}**' if verdict(d, 'a', 'b') else text
+
+
+def _evidence_cell(x: Dict) -> str:
+    if not x.get('evidence'):
+        return '-'
+    shares = [f'{100 * e["mean"]:.0f}' for e in x['evidence'][:-1]]
+    return ' / '.join(shares + [_pct(x['evidence_last'], 0)])
+
+
+def finetune_table(finetune: Sequence[Dict]) -> List[str]:
+    """Fine-tuned models (rows) tested at r with STA / random and at r=0."""
+    if not finetune:
+        return []
+    tests = list(dict.fromkeys(t for x in finetune for t in x['tests']))
+    lines = ['| set | fine-tuned | ' + ' | '.join(
+        f'tested {t} (%)' for t in tests) + ' |',
+        '|---|---|' + '---|' * len(tests)]
+    for x in finetune:
+        cells = [_pct(x['tests'].get(t)) for t in tests]
+        lines.append(f'| {x["set"]} | {x["label"]} | ' + ' | '.join(cells) +
+                     ' |')
+    return lines
+
+
+def finetune_statements(finetune: Sequence[Dict]) -> List[str]:
+    """Paired differences of each fine-tuning against its controls."""
+    lines = []
+    for x in finetune:
+        for test, diffs in x.get('vs', {}).items():
+            for control, d in diffs.items():
+                v = verdict(d, x['label'], control)
+                lines.append(
+                    f'{x["set"]}, tested {test}: {x["label"]} minus '
+                    f'{control}: {_signed(d)} points' +
+                    (f' ({v})' if v else ' (not separated)'))
+    return lines
+
+
+def markdown(rows: List[Dict], info: Dict, headline: Sequence[int],
+             stress: Sequence[int], finetune: Sequence[Dict] = (),
+             trainings: Sequence[Dict] = (),
+             gates: Sequence[Dict] = ()) -> str:
+    """The whole results page (``results.md``).
 
     Args:
         rows (list[dict]): :func:`summarise` rows.
-        variants (Sequence[str]): Columns, keys of :data:`VARIANTS`.
-        info (dict): ``model``, ``view``, ``hardware``, ``random_seeds``,
-            ``command``, ``wall_minutes``, ``estimate_minutes`` and
-            ``reused_minutes`` of the run, and ``sets``, set -> a
-            description.
-        finetune (Sequence[dict]): STA fine-tuning results, each with
-            ``set``, ``model``, ``r``, ``epochs``, ``before``, ``after``,
-            ``after_r0`` and ``speed_ratio``. Defaults to none.
-        trainings (Sequence[dict]): Training stages, each with ``set``,
-            ``model``, ``stage``, ``epochs``, ``train_seconds``, ``val``
-            and ``loss`` (first and last epoch's mean); pre-training stages
-            also ``reference`` (``pretrain_reference``'s result).
-            Defaults to none.
+        info (dict): ``model``, ``view``, ``hardware``, ``command``,
+            ``wall_minutes``, ``estimate_minutes``, ``load`` and ``sets``
+            (set -> description).
+        headline (Sequence[int]): The paper-range r.
+        stress (Sequence[int]): The larger r.
+        finetune (Sequence[dict]): Fine-tuning results. Defaults to none.
+        trainings (Sequence[dict]): Training stages. Defaults to none.
+        gates (Sequence[dict]): Per set and model, the unpruned top-1 and
+            whether it cleared the bar for comparisons. Defaults to none.
     """
-    best = winners(rows)
     lines = [
-        '# Accuracy against GFLOPs per view: token-reduction strategies', '',
-        f'{info["model"]}; {info["view"]}; {info["hardware"]}. r=0 is the '
-        'unpruned model, shared by every strategy. '
-        f"'random' is the mean ± std over seeds {info['random_seeds']}; "
-        "'tome' merges with proportional attention, 'tome_noprop' "
-        'without. Cosine: between the pruned and the unpruned pooled '
-        'feature (the backbone output before the head), mean over test '
-        'clips.', '', f'Command: `{info["command"]}`; wall time '
+        '# Token-reduction strategies at equal budgets, on generated clips',
+        '', f'{info["model"]}; {info["view"]}; {info["hardware"]}.', '',
+        f'Command: `{info["command"]}`; wall time '
         f'{info["wall_minutes"]:.1f} min (estimated '
-        f'{info["estimate_minutes"]:.1f} at the start), plus '
-        f'{info["reused_minutes"]:.1f} min that the stages reused from '
-        'earlier runs took then.', ''
+        f'{info["estimate_minutes"]:.1f} at the start); load average '
+        f'{info["load"]["start"]} at the start, {info["load"]["end"]} at '
+        'the end. Measured wall minutes per part: ' + ', '.join(
+            f'{k} {v:.1f}' for k, v in info.get('stage_minutes', {}).items())
+        + '.', '',
+        'Intervals: 95% percentile bootstrap over the test clips (2000 '
+        'resamples); a difference is paired (the same clips under both) '
+        'and counts as a win only where its interval excludes zero and, for '
+        'top-1, the exact McNemar test on the clips where the two differ '
+        'gives p < 0.05. Neither is corrected for the number of '
+        'comparisons. '
+        'Evidence: the share of the tokens that the generator\'s object '
+        'masks cover (at least 10% of the token\'s tube), still present '
+        'after each prune point; for merging strategies a token merged '
+        'into another counts as gone. keep_evidence / drop_evidence: '
+        'oracles that keep (drop) the most covered tokens at the same '
+        'token counts, the brackets every strategy should sit between. '
+        '\'oracle\' is the library\'s speed reference (each group keeps '
+        'its first positions).', '', COSINE_CAVEAT, ''
     ]
+    if info.get('skipped'):
+        lines += ['Skipped: ' + '; '.join(info['skipped']), '']
     if trainings:
         lines += [
-            '## Training', '', '| set | model | stage | epochs | minutes | '
+            '## Training', '', '| sets | model | stage | epochs | minutes | '
             'mean loss, first -> last epoch | val top-1 (%) |',
             '|---|---|---|---|---|---|---|'
         ]
@@ -235,124 +388,176 @@ def markdown(rows: List[Dict], variants: Sequence[str], info: Dict,
                          f'{t["epochs"]} | {t["train_seconds"] / 60:.1f} | '
                          f'{loss} | {val} |')
         lines.append('')
-        refs = [t for t in trainings if t.get('reference')]
-        if refs:
-            lines += [
-                'Pre-training against two references: masked-tube MSE on '
-                'training clips, the same masks for all three.', '',
-                '| set | model | clips | pre-trained model | visible tubes\' '
-                'mean colour | zeros |', '|---|---|---|---|---|---|'
-            ]
-            for t in refs:
-                ref = t['reference']
-                lines.append(f'| {t["set"]} | {t["model"]} | {ref["clips"]} '
-                             f'| {ref["model"]} | {ref["visible_mean"]} | '
-                             f'{ref["zero"]} |')
-            lines.append('')
-    for set_kind in dict.fromkeys(x['set'] for x in rows):
-        lines += [f'## Set: {set_kind}', '', info['sets'][set_kind], '']
-        for model in dict.fromkeys(x['model'] for x in rows
-                                   if x['set'] == set_kind):
-            mine = [
-                x for x in rows if (x['set'], x['model']) == (set_kind, model)
-            ]
-            mine_best = best.get(set_kind, {}).get(model, {})
-            lines += [f'### {set_kind} / {model}: top-1 (%)', '']
-            lines += _table(mine, variants, 'top1', mine_best)
-            lines += ['', f'### {set_kind} / {model}: pooled-feature cosine',
-                      '']
-            lines += _table(mine, variants, 'cosine', mine_best)
-            lines.append('')
-    effect = prop_attn_effect(rows)
-    if effect:
-        lines += [
-            '## ToMe: proportional attention on (tome) or off (tome_noprop)',
-            '', 'Means over the swept r > 0.', '',
-            '| set | model | top-1 on (%) | top-1 off (%) | cosine on | '
-            'cosine off | r where on is better / worse / tied |',
-            '|---|---|---|---|---|---|---|'
-        ]
-        for x in effect:
-            lines.append(
-                f'| {x["set"]} | {x["model"]} | {100 * x["on"]:.1f} | '
-                f'{100 * x["off"]:.1f} | {x["cosine_on"]:.3f} | '
-                f'{x["cosine_off"]:.3f} | {x["better"]} / {x["worse"]} / '
-                f'{x["tied"]} |')
+    for g in gates:
+        lines.append(
+            f'- {g["set"]}/{g["model"]}: unpruned test top-1 '
+            f'{_pct(g["top1"])}% (chance {100 * g["chance"]:.1f}%); '
+            + ('compared.' if g['compared'] else
+               f'NOT compared: the lower bound is under '
+               f'{100 * g["bar"]:.1f}%.'))
+    if gates:
         lines.append('')
+    for set_kind, model in dict.fromkeys((x['set'], x['model'])
+                                         for x in rows):
+        mine = [x for x in rows if (x['set'], x['model']) == (set_kind, model)]
+        lines += [f'## {set_kind} / {model}', '', info['sets'][set_kind], '']
+        base = next(x for x in mine if x['r'] == 0)
+        lines += [f'Unpruned: top-1 {_pct(base["top1"])}%'
+                  + (f', probe {_pct(base["probe"])}%' if base.get('probe')
+                     else '') + f', {base["gflops"]:.3f} GFLOPs.', '']
+        lines += ['### Headline budgets (the paper\'s kept fractions)', '']
+        lines += set_tables(mine, headline)
+        if stress:
+            lines += ['', '### Stress test (beyond the paper\'s budgets)',
+                      '']
+            lines += set_tables(mine, stress)
+        lines.append('')
+    said = statements(rows, headline)
+    lines += ['## What the paired intervals support', '']
+    lines += [f'- {s}' for s in said] or ['- nothing was compared.']
+    lines.append('')
     if finetune:
         lines += [
-            '## Fine-tuning with STA on', '',
-            'From the fine-tuned r=0 model, a few epochs at r with STA '
-            'active in training. Speed ratio: seconds of one training step '
-            '(forward, backward, optimiser step; one batch, no decoding) at '
-            'r=0 over those at r, the two interleaved in one process.', '',
-            '| set | model | r | epochs | top-1 at r before (%) | after (%) '
-            '| after, tested at r=0 (%) | step speed-up vs r=0 |',
-            '|---|---|---|---|---|---|---|---|'
+            '## Fine-tuning controls', '',
+            'From the r=0 model, the same epochs and learning rate each: '
+            'STA on at r, random at r, and r=0; each tested with STA and '
+            'random at r and unpruned. [95% intervals]', ''
         ]
-        for x in finetune:
-            lines.append(
-                f'| {x["set"]} | {x["model"]} | {x["r"]} | {x["epochs"]} | '
-                f'{100 * x["before"]:.1f} | {100 * x["after"]:.1f} | '
-                f'{100 * x["after_r0"]:.1f} | {x["speed_ratio"]:.2f}x |')
+        lines += finetune_table(finetune)
+        lines += ['', 'Paired differences of each fine-tuning against the '
+                  'controls, on the same clips:', '']
+        lines += [f'- {s}' for s in finetune_statements(finetune)]
+        lines.append('')
     return '\n'.join(lines) + '\n'
 
 
-#: Variant -> (colour, marker) of its curves.
+#: Variant -> (colour, marker) of its curves; others get matplotlib's.
 STYLES = dict(
     sta=('tab:red', 'o'),
     random=('tab:gray', 's'),
     temporal=('tab:blue', '^'),
     semantic=('tab:green', 'v'),
     tome=('tab:purple', 'D'),
-    tome_noprop=('tab:pink', 'd'))
+    oracle=('tab:olive', 'x'),
+    keep_evidence=('black', '^'),
+    drop_evidence=('black', 'v'))
 
-#: Model -> line style of its curves.
-LINES = dict(pretrained='-', scratch='--')
 
-
-def plot(rows: List[Dict], variants: Sequence[str], out_file: str,
-         title: str) -> str:
-    """Top-1 against GFLOPs per view: one curve per variant and model.
+def plot(rows: List[Dict], out_file: str, title: str,
+         stress: Sequence[int] = ()) -> str:
+    """Top-1 and evidence kept against GFLOPs, with 95% intervals.
 
     Args:
-        rows (list[dict]): :func:`summarise` rows of one set.
-        variants (Sequence[str]): Variants to draw.
+        rows (list[dict]): :func:`summarise` rows of one set and model.
         out_file (str): PNG to write.
         title (str): The figure's title.
-
-    Returns:
-        str: ``out_file``.
+        stress (Sequence[int]): r drawn as the stress test (hollow).
+            Defaults to none.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5.4), dpi=120)
-    for model in dict.fromkeys(x['model'] for x in rows):
-        for v in variants:
-            pts = sorted((x for x in rows
-                          if x['variant'] == v and x['model'] == model),
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), dpi=110)
+    base = next((x for x in rows if x['r'] == 0 and not x.get('skipped')),
+                None)
+    metrics = (('top1', 'top-1, fixed head (%)'),
+               ('evidence_last', 'evidence tokens kept after the last '
+                'prune point (%)'))
+    for ax, (key, label) in zip(axes, metrics):
+        for v in dict.fromkeys(x['variant'] for x in rows if x['r'] > 0):
+            pts = sorted((x for x in rows if x['variant'] == v
+                          and not x.get('skipped') and x.get(key)),
                          key=lambda x: x['gflops'])
+            if base is not None and key == 'top1':
+                pts = [base] + pts
             if not pts:
                 continue
             colour, marker = STYLES.get(v, (None, 'o'))
-            ax.errorbar([x['gflops'] for x in pts],
-                        [100 * x['top1'] for x in pts],
-                        yerr=[100 * x['top1_std'] for x in pts],
-                        color=colour,
-                        marker=marker,
-                        markersize=4,
-                        linestyle=LINES.get(model, ':'),
-                        linewidth=2 if v == 'sta' else 1.2,
-                        capsize=3,
-                        label=f'{v} ({model})')
-    ax.set_xlabel('GFLOPs per view (backbone, fvcore, 1 multiply-add = '
-                  '1 FLOP)')
-    ax.set_ylabel('top-1 accuracy (%)')
-    ax.set_title(textwrap.fill(title, 100), fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, title='strategy (model)')
+            mean = np.array([100 * x[key]['mean'] for x in pts])
+            err = np.array([[100 * (x[key]['mean'] - x[key]['low']),
+                             100 * (x[key]['high'] - x[key]['mean'])]
+                            for x in pts]).T
+            gflops = [x['gflops'] for x in pts]
+            line = ax.errorbar(gflops, mean, yerr=err, color=colour,
+                               marker=marker, markersize=4, capsize=3,
+                               linewidth=2 if v == 'sta' else 1.1,
+                               linestyle='--' if v in (
+                                   'keep_evidence', 'drop_evidence') else '-',
+                               label=v)
+            hollow = [i for i, x in enumerate(pts) if x['r'] in stress]
+            if hollow:
+                ax.scatter([gflops[i] for i in hollow], mean[hollow],
+                           s=50, facecolors='white',
+                           edgecolors=line[0].get_color(), zorder=3)
+        ax.set_xlabel('GFLOPs per view (backbone, fvcore)')
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2, title='strategy')
+    fig.suptitle(textwrap.fill(
+        title + ('; hollow: stress test' if stress else ''), 120),
+        fontsize=8)
     fig.tight_layout()
     fig.savefig(out_file)
     plt.close(fig)
     return out_file
+
+
+#: The markers between which ``--update-readme`` writes the results.
+README_START = '<!-- results:start (written by accuracy_benchmark.py ' \
+    '--update-readme) -->'
+README_END = '<!-- results:end -->'
+
+
+def readme_section(rows: List[Dict], info: Dict, headline: Sequence[int],
+                   finetune: Sequence[Dict], gates: Sequence[Dict]) -> str:
+    """The README's results: headline tables, statements, controls."""
+    lines = [
+        f'Printed by `{info["command"]}` ({info["wall_minutes"]:.1f} min on '
+        f'{info["hardware"]}; load average {info["load"]["start"]} at the '
+        f'start, {info["load"]["end"]} at the end). {info["model"]}; '
+        f'{info["view"]}. Intervals: 95% bootstrap over the test clips; '
+        'separated: the paired interval excludes zero and, for top-1, '
+        'McNemar\'s p < 0.05. Every table, the stress test (r='
+        f'{", ".join(map(str, info["stress"])) or "none"}), the paired '
+        'numbers and the cosine (which favours unbiased and sum-conserving '
+        'reductions) are in `results.md`.', ''
+    ]
+    for g in gates:
+        lines.append(
+            f'- {g["set"]}/{g["model"]}: unpruned test top-1 '
+            f'{_pct(g["top1"])}% (chance {100 * g["chance"]:.1f}%), '
+            + ('compared.' if g['compared'] else 'not compared.'))
+    lines.append('')
+    for set_kind, model in dict.fromkeys((x['set'], x['model'])
+                                         for x in rows):
+        mine = [x for x in rows if (x['set'], x['model']) == (set_kind, model)]
+        lines += [f'**{set_kind} / {model}**', '']
+        lines += set_tables(mine, headline, compact=True)
+        for against in (BASELINE, 'sta'):
+            lines.append('')
+            lines += verdict_grid(mine, headline, against)
+        lines.append('')
+    said = [s for s in statements(rows, headline) if 'stress' not in s]
+    lines += ['**What the paired intervals support** at the headline '
+              'budgets (the stress test is in `results.md`):', '']
+    lines += [f'- {s}' for s in said]
+    if finetune:
+        lines += ['', '**Fine-tuning controls**', '']
+        lines += finetune_table(finetune)
+        lines.append('')
+        lines += [f'- {s}' for s in finetune_statements(finetune)]
+    return '\n'.join(lines) + '\n'
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with what lies between the README markers replaced.
+
+    Raises:
+        ValueError: The markers are missing or out of order.
+    """
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f'the README has no {README_START!r} ... '
+                         f'{README_END!r} section to fill.')
+    return (text[:start + len(README_START)] + '\n\n' + section + '\n' +
+            text[end:])

@@ -1,19 +1,18 @@
 """The accuracy benchmark's training stages, each on mmengine's Runner.
 
 A stage is a config trained with ``Runner.train``: VideoMAE-style
-pre-training, fine-tuning (or training from scratch) at ``r=0``, and
-fine-tuning with STA on at ``r > 0``. Each one writes ``stage_meta.json``
-beside its checkpoint with a fingerprint of its config, its data and the
-stage it starts from, so a rerun with the same settings reuses it.
+pre-training, fine-tuning (or training from scratch) at ``r=0``, and the
+fine-tuning controls (STA or random at ``r > 0``, or ``r=0``). Each one
+writes ``stage_meta.json`` beside its checkpoint with a fingerprint of its
+config, its data and the stage it starts from, so a rerun with the same
+settings reuses it.
 """
 import copy
 import hashlib
 import json
 import os.path as osp
 import time
-from typing import Dict, Optional, Sequence
-
-import statistics
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
@@ -85,15 +84,30 @@ def set_epochs(cfg: Config, epochs: int, what: str = '--epochs') -> None:
         cfg.default_hooks.checkpoint.interval = epochs
 
 
-def point_at_data(cfg: Config, data_root: str,
+def point_at_data(cfg: Config, data_root: Union[str, Sequence[str]],
                   splits: Sequence[str] = ('train', 'val', 'test')) -> None:
-    """Point the config's dataloaders of ``splits`` at a generated set."""
+    """Point the config's dataloaders of ``splits`` at generated sets.
+
+    Several roots (sets with the same classes) are joined with mmengine's
+    ``ConcatDataset``.
+    """
+    roots = [data_root] if isinstance(data_root, str) else list(data_root)
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if loader is None:
             continue
-        loader.dataset.ann_file = osp.join(data_root, ann_file_name(split))
-        loader.dataset.data_prefix = dict(video=osp.join(data_root, split))
+        base = loader.dataset
+        if base.get('type') == 'ConcatDataset':
+            base = base.datasets[0]
+        parts = [
+            dict(
+                copy.deepcopy(base),
+                ann_file=osp.join(root, ann_file_name(split)),
+                data_prefix=dict(video=osp.join(root, split)))
+            for root in roots
+        ]
+        loader.dataset = parts[0] if len(parts) == 1 else dict(
+            type='ConcatDataset', datasets=parts)
 
 
 def match_encoder(pre_cfg: Config, cfg: Config) -> None:
@@ -112,16 +126,22 @@ def match_encoder(pre_cfg: Config, cfg: Config) -> None:
             encoder[key] = copy.deepcopy(cfg.model.backbone[key])
 
 
-def fingerprint(cfg: Config, data_root: str, upstream: str = '') -> str:
+def fingerprint(cfg: Config, data_root: Union[str, Sequence[str]],
+                upstream: str = '') -> str:
     """Hash of a stage's config, its data's ``meta.json`` and its parent."""
-    with open(osp.join(data_root, 'meta.json')) as f:
-        meta = f.read()
-    text = cfg.pretty_text + meta + upstream
+    roots = [data_root] if isinstance(data_root, str) else list(data_root)
+    meta = ''
+    for root in roots:
+        with open(osp.join(root, 'meta.json')) as f:
+            meta += f.read()
+    # sorted JSON, not pretty_text: yapf took seconds per call here
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=str) + meta + \
+        upstream
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def train_stage(cfg: Config,
-                data_root: str,
+                data_root: Union[str, Sequence[str]],
                 logger: MMLogger,
                 retrain: bool = False,
                 upstream: str = '') -> Dict:
@@ -129,7 +149,8 @@ def train_stage(cfg: Config,
 
     Args:
         cfg (Config): The stage's config; its ``work_dir`` holds the stage.
-        data_root (str): The generated set (its ``meta.json`` is hashed).
+        data_root (str or Sequence[str]): The generated sets (their
+            ``meta.json`` are hashed).
         logger (MMLogger): The benchmark's logger.
         retrain (bool): Train even if a matching stage exists. Defaults to
             False.
@@ -205,55 +226,6 @@ def _loaded_runner(cfg: Config, checkpoint: str, work_dir: str) -> Runner:
     runner = Runner.from_cfg(cfg)
     runner.load_or_resume()
     return runner
-
-
-def step_speed(cfg: Config,
-               checkpoint: str,
-               drop_numbers: Sequence[int],
-               work_dir: str,
-               warmup: int = 1,
-               repeats: int = 5) -> Dict:
-    """Seconds of one training step at ``r=0`` and at each ``r``, interleaved.
-
-    One batch of the training dataloader is drawn once; then, after
-    ``warmup`` rounds, each round runs the model's ``train_step`` (forward,
-    backward, optimiser step) at ``r=0`` and at every ``r`` in turn, with
-    STA, so that the machine's load falls on all of them alike. The model
-    is a throwaway copy: nothing is saved.
-
-    Args:
-        cfg (Config): The STA fine-tuning config (its ``load_from`` unused).
-        checkpoint (str): Weights to start from.
-        drop_numbers (Sequence[int]): The ``r > 0`` to time.
-        work_dir (str): The runner's work dir.
-        warmup (int): Discarded rounds. Defaults to 1.
-        repeats (int): Timed rounds. Defaults to 5.
-
-    Returns:
-        dict: ``seconds`` (r -> median seconds per step), ``ratio`` (r ->
-        seconds at 0 over seconds at r), ``batch_size`` and ``repeats``.
-    """
-    runner = _loaded_runner(cfg, checkpoint, work_dir)
-    model = runner.model
-    model.train()
-    wrapper = runner.build_optim_wrapper(runner.cfg.optim_wrapper)
-    batch = next(iter(runner.build_dataloader(runner.cfg.train_dataloader)))
-    backbone = unwrap(model).backbone
-    order = [0] + [r for r in drop_numbers if r]
-    times: Dict[int, list] = {r: [] for r in order}
-    for rep in range(warmup + repeats):
-        for r in order:
-            backbone.init_sta(r, 'sta', backbone.seed)
-            start = time.perf_counter()
-            model.train_step(batch, wrapper)
-            if rep >= warmup:
-                times[r].append(time.perf_counter() - start)
-    seconds = {r: statistics.median(t) for r, t in times.items()}
-    return dict(
-        seconds={str(r): round(s, 4) for r, s in seconds.items()},
-        ratio={str(r): round(seconds[0] / seconds[r], 3) for r in order[1:]},
-        batch_size=runner.cfg.train_dataloader.batch_size,
-        repeats=repeats)
 
 
 def pretrain_reference(cfg: Config,

@@ -8,18 +8,25 @@ import sys
 
 import pytest
 
-from projects.synthetic_accuracy.accuracy.benchmark import (check_options,
-                                                  run_accuracy_benchmark)
-from projects.synthetic_accuracy.accuracy.report import VARIANTS
-from tests.conftest import ROOT
+from projects.synthetic_accuracy.accuracy.benchmark import (
+    _gate, check_options, run_accuracy_benchmark, training_groups)
+from projects.synthetic_accuracy.accuracy.evidence import BRACKETS
+from projects.synthetic_accuracy.accuracy.report import (README_END,
+                                                         README_START,
+                                                         replace_section,
+                                                         statements,
+                                                         summarise)
+from sta_mmaction.core import STRATEGIES
+from tests.conftest import ROOT, SHARED_DATA
 
 PROJECT = osp.join(ROOT, 'projects', 'synthetic_accuracy')
-
 TOOL = osp.join(PROJECT, 'tools', 'accuracy_benchmark.py')
-SETS = ('shape', 'motion')
-MODELS = ('pretrained', 'scratch')
-#: The drop numbers and STA fine-tuning r of --fast.
-FAST_R = (0, 24)
+#: The headline and stress r of --fast.
+FAST_R = (8, 24)
+#: The footage set needs the real clips; without them it is skipped.
+SETS = ('shape', 'footage') if osp.isfile(osp.join(SHARED_DATA,
+                                                   'demo.mp4')) else (
+                                                       'shape', )
 
 
 def _load_tool():
@@ -45,67 +52,72 @@ def fast(tmp_path_factory):
     return work_dir, result, log
 
 
-def test_fast_run_covers_every_set_model_strategy_and_r(fast):
+def test_fast_run_covers_every_set_strategy_and_r(fast):
     work_dir, result, log = fast
     assert 'Estimated wall time' in log
-    rows = {(x['set'], x['model'], x['variant'], x['r']): x
-            for x in result['rows']}
-    assert set(rows) == {(s, m, v, r)
-                         for s in SETS for m in MODELS for v in VARIANTS
-                         for r in FAST_R}
+    variants = set(STRATEGIES) | set(BRACKETS)
+    rows = {(x['set'], x['variant'], x['r']): x for x in result['rows']}
+    assert set(rows) == {(s, 'unpruned', 0) for s in SETS} | {
+        (s, v, r) for s in SETS for v in variants for r in FAST_R}
     for key, x in rows.items():
-        assert 0 <= x['top1'] <= 1, key
-        assert -1 <= x['cosine'] <= 1 + 1e-9 and math.isfinite(x['cosine'])
-        if key[3] == 0:
-            assert x['cosine'] == pytest.approx(1), key
+        if x['skipped']:  # only the library may refuse a strategy
+            assert key[1] in STRATEGIES and 'refused' in log, key
+            continue
+        assert 0 <= x['top1']['low'] <= x['top1']['mean'] <= \
+            x['top1']['high'] <= 1, key
+        assert all(math.isfinite(c) for c in [x['cosine']])
+        assert len(x['evidence']) == 3  # after each prune point
+        if key[2] == 0:
+            assert x['cosine'] == pytest.approx(1)
+            assert x['evidence_last']['mean'] == 1  # nothing dropped
             assert x['tokens'] == [392] * 4
         else:
-            assert x['gflops'] < rows[key[:3] + (0, )]['gflops'], key
+            assert x['gflops'] < rows[key[0], 'unpruned', 0]['gflops']
+        # the probe at r=0 and the headline r, not in the stress test
+        assert (x['probe'] is None) == (key[2] == 24), key
     for s in SETS:
-        for m in MODELS:
-            random = rows[s, m, 'random', 24]
-            assert random['runs'] == 3  # seeds 0, 1, 2: mean and spread
-            assert rows[s, m, 'sta', 24]['tokens'] == [392, 200, 104, 56]
-            # one r=0 pass, then one per variant and seed
-            runs = [x for x in result['runs']
-                    if (x['set'], x['model']) == (s, m)]
-            assert len(runs) == 1 + len(VARIANTS) + 2
-    stages = {(t['set'], t['model'], t['stage']) for t in result['trainings']}
-    assert {(s, 'pretrained', 'pre-train') for s in SETS} <= stages
-    for t in result['trainings']:
-        # each stage's first and last epoch mean loss, one epoch in --fast
-        first, last = t['loss']
-        assert first == last and math.isfinite(first) and first > 0, t
-        if t['stage'] == 'pre-train':
-            ref = t['reference']
-            assert ref['clips'] == 4  # 2 training clips x 2 classes
-            for key in ('model', 'zero', 'visible_mean'):
-                assert math.isfinite(ref[key]) and ref[key] > 0, ref
-    finetune = {(x['set'], x['model'], x['r']): x
-                for x in result['sta_finetune']}
-    assert set(finetune) == {(s, 'pretrained', 24) for s in SETS}
-    for x in finetune.values():
-        assert 0 <= x['before'] <= 1 and 0 <= x['after'] <= 1
-        assert x['speed_ratio'] > 0
-        assert set(x['step_seconds']) == {'0', '24'}
+        for r in FAST_R:
+            keep = rows[s, 'keep_evidence', r]['evidence_last']['mean']
+            drop = rows[s, 'drop_evidence', r]['evidence_last']['mean']
+            for v in STRATEGIES:
+                x = rows[s, v, r]
+                if not x['skipped']:
+                    assert drop <= x['evidence_last']['mean'] <= keep, (s, v)
+            assert rows[s, 'keep_evidence', r]['tokens'] == \
+                rows[s, 'sta', r]['tokens']
+        assert rows[s, 'sta', 24]['tokens'] == [392, 200, 104, 56]
+        assert rows[s, 'random', 8]['vs_random'] is None
+        assert rows[s, 'sta', 8]['vs_random']['pred']['n'] == 4
+    assert [g['compared'] for g in result['gates']] == [True] * len(SETS)
+    stages = [t['stage'] for t in result['trainings']]
+    assert stages == ['train at r=0', 'fine-tune: sta at r=8',
+                      'fine-tune: random at r=8',
+                      'fine-tune: r=0, same epochs']
+    ft = {(x['set'], x['label']): x for x in result['finetune']}
+    assert set(ft) == {(s, label) for s in SETS for label in (
+        'sta at r=8', 'random at r=8', 'r=0, same epochs',
+        'none (the r=0 model)')}
+    for x in ft.values():
+        assert set(x['tests']) == {'sta r=8', 'random r=8', 'r=0'}
+    assert set(ft[SETS[0], 'sta at r=8']['vs']['r=0']) == {
+        'random at r=8', 'r=0, same epochs', 'none (the r=0 model)'}
 
 
-def test_fast_run_writes_table_and_one_plot_per_set(fast):
+def test_fast_run_writes_table_json_and_plots(fast):
     work_dir, result, _ = fast
     table = (work_dir / 'results.md').read_text()
-    head = '| r | tokens | GFLOPs | ' + ' | '.join(VARIANTS) + ' | best |'
-    assert table.count(head) == len(SETS) * len(MODELS)
     for s in SETS:
-        for m in MODELS:
-            assert f'### {s} / {m}: top-1 (%)' in table
-        with open(work_dir / f'accuracy_vs_gflops_{s}.png', 'rb') as f:
+        assert f'## {s} / scratch' in table
+        with open(work_dir / f'accuracy_vs_gflops_{s}_scratch.png',
+                  'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-        assert set(result['winners'][s]) == set(MODELS)
-    assert '## Fine-tuning with STA on' in table
-    assert '| mean loss, first -> last epoch |' in table
-    assert '| pre-trained model | visible tubes\' mean colour | zeros |' \
-        in table
-    assert '## ToMe: proportional attention on (tome) or off' in table
+    for head in ('### Headline budgets', '### Stress test',
+                 'Evidence tokens kept (%)', 'linear probe refitted',
+                 'favours reductions whose pooled mean is unbiased',
+                 '## What the paired intervals support',
+                 '## Fine-tuning controls', 'load average'):
+        assert head in table, head
+    assert '| strategy | r=8 (' in table
 
 
 def test_rerun_reuses_every_stage(fast):
@@ -115,39 +127,77 @@ def test_rerun_reuses_every_stage(fast):
     assert 'Epoch(train)' not in log  # nothing trained again
     assert all(t['reused'] for t in again['trainings'])
     assert all(x['reused'] for x in again['runs'])
-    assert [x['top1'] for x in again['rows']] == \
-        [x['top1'] for x in result['rows']]
-    assert again['info']['reused_minutes'] >= 0
+    assert again['rows'] == result['rows']
+
+
+def test_gate_needs_the_lower_bound_above_the_bar():
+    args = _load_tool().parse_args(['--num-classes', '4'])
+    run = dict(labels=[0] * 40, pred=[0] * 30 + [1] * 10)  # 75%
+    assert _gate(run, args, 'motion', 'scratch')['compared']
+    run['pred'] = [0] * 22 + [1] * 18  # 55%: above chance, not 2x clearly
+    gate = _gate(run, args, 'motion', 'scratch')
+    assert gate['bar'] == 0.5 and not gate['compared']
+    assert training_groups(['shape', 'motion', 'footage']) == [
+        ['shape', 'footage'], ['motion']]
+
+
+def test_statements_name_only_separated_pairs():
+    labels = [1] * 40
+
+    def run(variant, pred):
+        return dict(set='s', model='m', variant=variant, r=8, seed=None,
+                    labels=labels, pred=pred, probe_pred=None,
+                    cosine=[1.] * 40, evidence=None, gflops=1., tokens=[],
+                    skipped=None)
+
+    rows = summarise([
+        run('random', [1] * 20 + [0] * 20),
+        run('sta', [1] * 40),  # 20 clips better, none worse
+        run('tome', [1] * 21 + [0] * 19),  # one clip better
+    ])
+    said = statements(rows, [8])
+    assert any(s.startswith('s/m, r=8: sta > random in top-1') for s in said)
+    assert any('tome < sta in top-1' in s for s in said)
+    assert not any('tome > random' in s for s in said)
+
+
+def test_readme_section_is_replaced_between_markers():
+    text = f'intro\n{README_START}\nold\n{README_END}\ntail\n'
+    out = replace_section(text, 'new table\n')
+    assert out.startswith(f'intro\n{README_START}\n\nnew table\n')
+    assert out.endswith(f'{README_END}\ntail\n') and 'old' not in out
+    with pytest.raises(ValueError, match='results:start'):
+        replace_section('no markers', 'x')
 
 
 @pytest.mark.parametrize('argv, message', [
     (['--sets', 'colour'], "--sets ['colour']"),
     (['--models', 'scratch', 'scratch'], "--models ['scratch', 'scratch']"),
     (['--strategies', 'tome_prop'], "--strategies ['tome_prop']"),
-    (['--random-seeds', '0', '0', '1'], 'at least 3 distinct seeds'),
     (['--epochs', '0'], '--epochs=0 must be >= 1'),
     (['--num-classes', '7'], '--num-classes=7 must be between 2 and 6'),
-    (['--models', 'scratch', '--sta-ft-models', 'pretrained'],
-     "--sta-ft-models ['pretrained'] are not in --models"),
-    (['--sta-ft-lr-scale', '0'], '--sta-ft-lr-scale=0.0 must be > 0'),
-    (['--pretrain-config', 'nowhere.py'], "--pretrain-config='nowhere.py'"),
+    (['--drop-numbers', '8', '8'], 'give distinct values >= 1'),
+    (['--stress-drop-numbers', '16'], 'both a headline budget and a stress'),
+    (['--ft-models', 'pretrained'],
+     "--ft-models ['pretrained'] are not in --models"),
+    (['--ft-lr-scale', '0'], '--ft-lr-scale=0.0 must be > 0'),
+    (['--chance-multiple', '-1'], '--chance-multiple=-1.0 must be >= 0'),
 ])
 def test_bad_options_raise(argv, message):
     args = _load_tool().parse_args(argv)
-    args.sta_ft_models = args.sta_ft_models or []
+    args.ft_models = args.ft_models or []
     with pytest.raises(ValueError) as err:
         check_options(args)
     assert message in str(err.value)
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--drop-numbers', '0', '25'], 'every r must be between 0 and 24'),
-    (['--sta-ft-drop-numbers', '0'], 'needs r > 0'),
+    (['--drop-numbers', '25'], 'every r must be between 1 and 24'),
+    (['--sets', 'footage', '--footage-dir', '/nowhere'],
+     'no set to run: footage set: no real clips'),
 ])
-def test_bad_drop_numbers_raise_before_any_work(argv, message, tmp_path):
-    args = _load_tool().parse_args(
-        ['--models', 'scratch', '--work-dir',
-         str(tmp_path)] + argv)
+def test_bad_budgets_and_sets_raise_before_any_work(argv, message, tmp_path):
+    args = _load_tool().parse_args(['--work-dir', str(tmp_path)] + argv)
     with pytest.raises(ValueError) as err:
         run_accuracy_benchmark(args)
     assert message in str(err.value)

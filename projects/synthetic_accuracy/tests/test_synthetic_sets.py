@@ -1,4 +1,4 @@
-"""The generated sets of the accuracy benchmark: shape set and motion set."""
+"""The generated sets of the accuracy benchmark: shape, motion, footage."""
 import hashlib
 import json
 import os.path as osp
@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 from projects.synthetic_accuracy.accuracy import synthetic_sets as synthetic_motion
+from projects.synthetic_accuracy.accuracy.footage import (
+    evidence_slices, footage_sources, load_backgrounds, render_footage_clip)
 from projects.synthetic_accuracy.accuracy.synthetic_sets import (ann_file_name,
+                                                    load_masks,
                                                     make_synthetic_motion,
                                                     set_classes)
 from sta_mmaction.synthetic import (MOTION_CLASSES, MOTION_OBJECT_SHARE,
-                                    _disc_layer, motion_path,
+                                    _disc_layer, motion_path, render_clip,
                                     render_motion_clip)
+from tests.conftest import SHARED_DATA
 
 #: sha256 of the file names and frames that the shape set of
 #: test_shape_set_is_unchanged rendered before the motion set was added
@@ -148,3 +152,37 @@ def test_dataset_reuse_and_bad_settings(tmp_path):
     with pytest.raises(ValueError, match='num_classes=7'):
         make_synthetic_motion(
             str(tmp_path), dict(test=1), num_classes=7, kind='motion')
+
+
+def test_object_masks_are_kept_with_the_set(tmp_path):
+    make_synthetic_motion(str(tmp_path), dict(test=1), num_classes=2,
+                          num_frames=4, side=32, seed=3)
+    masks = load_masks(str(tmp_path), 'test')
+    assert sorted(masks) == ['ring_0000.mp4', 'square_0000.mp4']
+    seed = 3 * 10_000_000 + 2_000_000 + 1 * 10_000  # ring, clip 0
+    np.testing.assert_array_equal(
+        masks['ring_0000.mp4'], render_clip('ring', seed, 4, 32,
+                                            with_mask=True)[1])
+    make_synthetic_motion(str(tmp_path / 'm'), dict(test=1), num_classes=2,
+                          num_frames=4, side=32, kind='motion')
+    with pytest.raises(ValueError, match='no object masks'):
+        load_masks(str(tmp_path / 'm'), 'test')
+
+
+def test_footage_clips_show_the_object_in_two_or_three_slices():
+    if not footage_sources(SHARED_DATA):
+        pytest.skip(f'no real clips in {SHARED_DATA} (a fresh clone has no '
+                    '../shared/data)')
+    backgrounds, record = load_backgrounds(SHARED_DATA, 64)
+    assert backgrounds.shape[1:] == (80, 80, 3)
+    assert {s['file'] for s in record['sources']} >= {'demo.mp4'}
+    for seed in range(4):
+        frames, mask = render_footage_clip('cross', seed, backgrounds, 16, 64)
+        assert frames.shape == (16, 64, 64, 3) and mask.shape == (16, 64, 64)
+        shown = evidence_slices(mask)
+        assert len(shown) in (2, 3) and np.ptp(shown) == len(shown) - 1
+        obj, full = render_clip('cross', seed, 16, 64, with_mask=True)
+        np.testing.assert_array_equal(frames[mask], obj[mask])
+        assert full[~mask.any((1, 2))].any()  # hidden where it is off
+    with pytest.raises(ValueError, match='smaller than side=128'):
+        render_footage_clip('cross', 0, backgrounds, 16, 128)
