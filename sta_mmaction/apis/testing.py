@@ -19,8 +19,8 @@ from mmengine.runner import Runner
 from mmaction.registry import RUNNERS
 from ..datasets import single_view_pipeline, wire_test_data
 from ..engine import add_test_hooks
-from .cli import check_output_dir
-from ..engine.test_loop import check_amp, check_compile
+from .cli import check_output_dir, check_output_file
+from ..engine.test_loop import check_amp
 from ..engine.run_logging import BriefConsoleRunner, quiet_repeated_warnings
 from ..models import pruning_of
 
@@ -107,6 +107,11 @@ def configure_test(config: Union[str, Config],
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(cfg, config)
     check_output_dir(cfg.work_dir, '--work-dir')
+    if show_dir is not None:
+        check_output_dir(show_dir, '--show-dir')
+    if dump is not None:
+        check_output_file(dump, '--dump')
+        check_output_dir(osp.dirname(osp.abspath(dump)), '--dump folder')
     cap_workers(cfg)
     wire_test_data(cfg, skip_corrupt=skip_corrupt_videos, dump_file=dump)
     add_test_hooks(cfg)
@@ -153,8 +158,6 @@ def use_test_loop(cfg: Config, amp: Optional[str], compile: bool) -> None:
     compile = compile or loop.get('compile', False)
     check_amp(amp, 'cuda' if torch.cuda.is_available() else 'cpu',
               bool(loop.get('fp16')))
-    if compile:
-        check_compile(pruning_of(cfg).backbone)
     if not (amp or compile or loop.get('fp16')):
         return
     if loop.get('type', 'TestLoop') not in ('TestLoop', 'STATestLoop'):

@@ -42,8 +42,9 @@ def load_video_list(ann_file: str,
             whitespace, as ``str.split()``.
 
     Returns:
-        list[dict]: ``dict(filename=..., label=...)`` per non-blank line
-        (a list of int labels for ``multi_class``).
+        list[dict]: ``dict(filename=..., label=..., ann_line=...)`` per
+        non-blank line (a list of int labels for ``multi_class``;
+        ``ann_line`` numbers the list's lines from 1, for error messages).
 
     Raises:
         AnnotationError: A line is unusable, or the list has none.
@@ -106,7 +107,7 @@ def load_video_list(ann_file: str,
             name = osp.join(video_prefix, name)
         label_out: Union[int, List[int]] = labels if multi_class \
             else labels[0]
-        data_list.append(dict(filename=name, label=label_out))
+        data_list.append(dict(filename=name, label=label_out, ann_line=lineno))
     if not data_list:
         raise AnnotationError(
             f'{ann_file} lists no video: a run over it would test or train '

@@ -114,6 +114,9 @@ class SafeVideoDataset(VideoDataset):
         """``self.pipeline(data_info)``, one transform at a time."""
         results = self.get_data_info(idx)
         filename = results['filename']
+        line = results.get('ann_line')
+        where = (f'line {line} of {self.ann_file}' if line is not None else
+                 f'sample {idx} of {self.ann_file}')
         identity = dict(filename=filename, sample_idx=results['sample_idx'])
         error: Optional[str] = None
         for transform in self.pipeline.transforms:
@@ -130,10 +133,10 @@ class SafeVideoDataset(VideoDataset):
                     raise
                 if not self.skip_corrupt:
                     raise CorruptVideoError(
-                        f'Cannot read video {filename} (sample {idx} of '
-                        f'{self.ann_file}): {error}. Fix or remove the file; '
+                        f'Cannot read video {filename} ({where}): {error}. '
+                        'Fix or remove the file; '
                         f'{SKIP_HINT}.') from err
-                print_log(f'Skipping video {filename} (sample {idx}): '
+                print_log(f'Skipping video {filename} ({where}): '
                           f'{error}', logger='current', level=logging.WARNING)
                 results = self._placeholder(results, transform)
             if results is None:

@@ -164,10 +164,12 @@ def export_program(graph: RecognizerGraph, inputs: Sequence[Tensor],
     except ValueError:
         raise  # the model's own check of the view, r or settings
     except Exception as err:  # noqa: B902  (torch.export raises many kinds)
+        batch_fixed = any(m in str(err) for m in (
+            'specialized it to be a constant', 'Constraints violated',
+            'non-nested SymInt'))
         hint = ('; the code fixes the batch size (e.g. a table cached per '
                 'batch): export with --static-batch, a file for that batch '
-                'only' if 'specialized it to be a constant' in str(err)
-                else '')
+                'only' if batch_fixed else '')
         raise ExportError(
             f'torch.export cannot trace the {type(graph.backbone).__name__} '
             f'graph: {type(err).__name__}: {str(err).splitlines()[0]}'
@@ -237,10 +239,16 @@ def export_onnx(program: torch.export.ExportedProgram, path: str,
             output_names=graph.output_names(),
             custom_translation_table=_stable_sort())
     except Exception as err:  # noqa: B902
+        # torch 2.13's SDPA decomposition for ONNX lays its output out
+        # unlike the eager kernel, so a later view of it fails (Video Swin)
+        hint = ('; the explicit attention exports the same model: drop '
+                '--fused-attention' if getattr(graph.backbone,
+                                               'fused_attention', False)
+                else '')
         raise ExportError(
             f'torch.onnx cannot convert the {type(graph.backbone).__name__} '
             f'graph: {type(err).__name__}: '
-            f'{_first_reason(str(err))}') from err
+            f'{_first_reason(str(err))}{hint}') from err
     written = onnx_program.model.opset_imports.get('')
     if opset is not None and written != opset:
         raise ExportError(

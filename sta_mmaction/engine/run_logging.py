@@ -6,6 +6,8 @@ keeps them in the log file and off the console unless the config sets
 ``verbose = True`` (``--verbose``); each known deprecation warning is shown
 once per process (:data:`REPEATED_WARNINGS`).
 """
+import contextlib
+import io
 import logging
 import os.path as osp
 
@@ -87,11 +89,12 @@ REPEATED_WARNINGS = ('"FileClient" will be deprecated',
 #: One filter for every logger, so each warning shows once per process.
 ONCE = OnceFilter(REPEATED_WARNINGS)
 #: Starts of the INFO dumps of mmengine 0.10.7's Runner: environment,
-#: config, SyncBN note, hook order and checkpoint path.
+#: config, SyncBN note, hook order and checkpoint path (and mmengine's
+#: loader naming its backend; our own line names the file and its SHA-256).
 RUNNER_DUMPS = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
                 'Distributed training is not used',
                 'Hooks will be executed in the following order',
-                'Load checkpoint from ')
+                'Load checkpoint from ', 'Loads checkpoint by ')
 
 
 def quiet_repeated_warnings(logger: logging.Logger) -> None:
@@ -128,3 +131,17 @@ class BriefConsoleRunner(Runner):
         logger = super().build_logger(*args, **kwargs)
         brief_console(logger, bool(self.cfg.get('verbose', False)))
         return logger
+
+    def load_checkpoint(self, *args, **kwargs):
+        """``Runner.load_checkpoint``, its ``print``-ed lines logged.
+
+        mmengine 0.10.7 names the loading backend with a logger of None, a
+        bare ``print``; logged, it reaches the file and is filtered off the
+        console with the other dumps.
+        """
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            checkpoint = super().load_checkpoint(*args, **kwargs)
+        for line in printed.getvalue().splitlines():
+            self.logger.info(line)
+        return checkpoint

@@ -11,6 +11,7 @@ from mmaction.registry import MODELS
 from torch import nn
 
 from .convert import STA_VERSIONS, convert_backbone, sta_class
+from .strategy import check_known, init_arguments
 
 #: Keys of an ``STAPruningHook`` entry that are not STA settings.
 _HOOK_KEYS = ('type', 'priority', 'drop_number')
@@ -39,7 +40,8 @@ def pruning_of(cfg) -> Pruning:
 
     Raises:
         ValueError: For more than one ``STAPruningHook``, an unregistered
-            backbone type, or a hook on a backbone STA cannot convert.
+            backbone type, an argument an STA backbone does not take, or a
+            hook on a backbone STA cannot convert.
     """
     backbone_cfg = cfg.model.get('backbone') or {}
     kind = backbone_cfg.get('type')
@@ -56,6 +58,11 @@ def pruning_of(cfg) -> Pruning:
             f'(drop_number {[h.get("drop_number") for h in hooks]}); keep '
             'one, so that one r and one strategy run.')
     is_sta = cls in STA_VERSIONS.values()
+    if is_sta:
+        # the constructor says the same, but only after the Runner's dumps
+        check_known(cls.__name__, {k: v for k, v in backbone_cfg.items()
+                                   if k != 'type'},
+                    init_arguments(cls.__bases__[0]) + list(cls.STA_SETTINGS))
     settings = {k: v for k, v in backbone_cfg.items()
                 if is_sta and k in cls.STA_SETTINGS}
     r = settings.pop('drop_number', 0) if is_sta else None

@@ -377,7 +377,9 @@ def load_recognizer_weights(model: nn.Module, checkpoint: str,
     from mmengine.runner.checkpoint import CheckpointLoader
     if allow_partial and hasattr(model, 'allow_partial_load'):
         model.allow_partial_load = True  # an STARecognizer3D checks too
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    # mmengine would print its backend line outside any run's logger
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu',
+                                            logger='silent')
     prepare_checkpoint(model, ckpt, checkpoint, allow_partial)
     model.load_state_dict(
         strip_module_prefix(ckpt.get('state_dict', ckpt), checkpoint),

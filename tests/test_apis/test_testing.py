@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from sta_mmaction.apis import configure_test, default_work_dir, run_test
@@ -257,13 +258,36 @@ def test_adaptive_budget_in_report_and_provenance(tiny, tmp_path):
 
 
 def test_every_route_to_compile_or_fp16_is_checked(tmp_path):
-    """--compile, a config's STATestLoop(compile=True), test_cfg.fp16."""
+    """--compile and a config's STATestLoop(compile=True) reach the loop for
+    Swin too (it compiles since its query tiles); test_cfg.fp16 is checked."""
     swin = osp.join(ROOT, 'configs', 'sta_swint_k400_r320.py')
     for options in ({}, {'test_cfg': dict(type='STATestLoop',
                                           compile=True)}):
-        with pytest.raises(ValueError, match='STASwin3D backbone'):
-            configure_test(swin, 'w.pth', cfg_options=options,
-                           compile=not options)
+        cfg = configure_test(swin, 'w.pth', cfg_options=options,
+                             compile=not options)
+        assert cfg.test_cfg.type == 'STATestLoop'
+        assert cfg.test_cfg.compile is True
+    with pytest.raises(ValueError, match='test_cfg.fp16=True on cpu'):
+        if torch.cuda.is_available():
+            pytest.skip('this machine has CUDA, where fp16 runs')
+        configure_test(swin, 'w.pth', cfg_options={'test_cfg.fp16': True})
     (tmp_path / 'file').write_text('')
     with pytest.raises(ValueError, match='--work-dir=.* is a file'):
         configure_test(swin, 'w.pth', work_dir=str(tmp_path / 'file'))
+
+
+def test_dump_and_show_dir_paths_are_checked(tmp_path):
+    """An output path of the wrong kind is refused before anything runs."""
+    swin = osp.join(ROOT, 'configs', 'sta_swint_k400_r320.py')
+    work = str(tmp_path / 'work')
+    with pytest.raises(ValueError, match='--dump=.* is a folder'):
+        configure_test(swin, 'w.pth', work_dir=work, dump=str(tmp_path))
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(ValueError, match='--dump folder=.* is a file'):
+        configure_test(swin, 'w.pth', work_dir=work,
+                       dump=str(tmp_path / 'file' / 'scores.pkl'))
+    with pytest.raises(ValueError, match='--show-dir=.* is a file'):
+        configure_test(swin, 'w.pth', work_dir=work,
+                       show_dir=str(tmp_path / 'file'), cfg_options={
+                           'default_hooks.visualization':
+                           dict(type='VisualizationHook')})

@@ -44,7 +44,7 @@ def test_unreadable_train_video_is_named(tmp_path):
     dataset = configured_dataset(cfg, tmp_path)
     assert dataset[0]['inputs'].shape[-1] == 32
     with pytest.raises(CorruptVideoError,
-                       match=r'broken.mp4 \(sample 1 of .*train.txt\)'):
+                       match=r'broken.mp4 \(line 2 of .*train.txt\)'):
         dataset[1]
 
 

@@ -145,7 +145,8 @@ def test_without_num_classes_only_sign_is_checked_and_said(tmp_path):
     handler = ListHandler()
     logger.addHandler(handler)
     try:
-        assert load_video_list(ann) == [dict(filename='a.mp4', label=1000)]
+        assert load_video_list(ann) == [dict(filename='a.mp4', label=1000,
+                                              ann_line=1)]
     finally:
         logger.removeHandler(handler)
     assert any('no num_classes given' in m for m in handler.messages)

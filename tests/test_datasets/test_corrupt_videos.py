@@ -82,7 +82,7 @@ def test_default_names_the_file(bad_set, index):
         dataset[index]
     msg = str(err.value)
     assert osp.join(bad_set['video_root'], name) in msg
-    assert f'sample {index}' in msg and 'DecordInit' in msg
+    assert f'line {index + 1} of ' in msg and 'DecordInit' in msg
     assert '--skip-corrupt-videos' in msg and 'skip_corrupt=True' in msg
 
 

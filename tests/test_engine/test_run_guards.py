@@ -9,8 +9,7 @@ import torch
 from sta_mmaction.engine import FiniteLossHook, NonFiniteLossError
 from sta_mmaction.engine.run_logging import (RUNNER_DUMPS, brief_console,
                                              quiet_repeated_warnings)
-from sta_mmaction.engine.test_loop import check_amp, check_compile
-from sta_mmaction.models import STASwin3D, STAViT
+from sta_mmaction.engine.test_loop import check_amp
 
 
 def records_of(logger):
@@ -63,9 +62,7 @@ def test_non_finite_loss_stops_naming_the_iteration():
     assert hook.priority == 'ABOVE_NORMAL'  # before CheckpointHook
 
 
-def test_compile_guard_and_fp16_on_cpu():
-    check_compile(STAViT)
-    check_compile(STASwin3D)  # compiles since its query tiles (issue 25)
+def test_fp16_on_cpu():
     check_amp(None, 'cuda', fp16=True)
     with pytest.raises(ValueError, match='bfloat16, not float16'):
         check_amp(None, 'cpu', fp16=True)

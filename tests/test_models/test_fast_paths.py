@@ -358,9 +358,10 @@ def test_test_py_bf16_fused_end_to_end(tiny_run):
 def test_compile_run_end_to_end(tiny_run):
     """A ``compile=True`` test run (``tools/test.py --compile``), in process.
 
-    In process, so the compiler's start-up is shared with the tests above;
-    the flag itself only sets ``compile`` (checked below and by
-    ``test_configure_test_sets_the_fast_paths``).
+    The loop compiles the backbone with the options it is given; here
+    dynamo's ``eager`` backend, so the run traces the graph without
+    inductor's code generation (a minute and a half per worker here), which
+    ``test_vit_compiles_fullgraph`` checks on the model itself.
     """
     work = tiny_run['root'] / 'compiled'
     cfg = configure_test(
@@ -368,8 +369,13 @@ def test_compile_run_end_to_end(tiny_run):
         tiny_run['ckpt'],
         work_dir=str(work),
         compile=True)
+    assert cfg.test_cfg.compile is True
+    cfg.test_cfg.compile = dict(backend='eager', fullgraph=True)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     metrics = run_test(cfg)
     assert metrics['compile'] is True
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 1
     assert metrics['acc/top1'] == pytest.approx(0.6)
 
 

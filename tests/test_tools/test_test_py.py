@@ -48,11 +48,16 @@ def vits_checkpoint(tmp_path_factory):
 
 
 def test_k400_protocol_with_r_override(k400_set, vits_checkpoint, tmp_path):
-    proc = run_test_py(CONFIG, vits_checkpoint, tmp_path,
+    # one real clip (15 views of ViT-S): the protocol, not the set size
+    one = tmp_path / 'one_clip.txt'
+    with open(k400_set['ann_file']) as f:
+        one.write_text(f.readline())
+    k400_set = dict(k400_set, ann_file=str(one))
+    proc = run_test_py(CONFIG, vits_checkpoint, tmp_path / 'work',
                        *data_options(k400_set, 'model.backbone.drop_number=64'))
     log = proc.stdout + proc.stderr
     assert 'STAViT on one (1, 3, 16, 224, 224) view: 28.8' in log
-    [metrics_file] = glob.glob(str(tmp_path / '*' / '*.json'))
+    [metrics_file] = glob.glob(str(tmp_path / 'work' / '*' / '*.json'))
     with open(metrics_file) as f:
         metrics = json.loads(f.read().splitlines()[-1])
     assert metrics['tokens'] == [1568, 1056, 800, 672]
