@@ -79,14 +79,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     add('--clips',
         type=int,
         nargs=3,
-        default=(40, 5, 25),
+        default=(90, 5, 25),
         metavar=('TRAIN', 'VAL', 'TEST'),
         help='clips per class of each split')
     add('--probe-clips',
         type=int,
         default=10,
         help='training clips per class the linear probe is fitted on')
-    add('--epochs', type=int, default=16,
+    add('--epochs', type=int, default=20,
         help='epochs of the from-scratch model at r=0')
     add('--pretrain-epochs', type=int, default=30,
         help='epochs of VideoMAE pre-training')
