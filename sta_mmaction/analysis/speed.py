@@ -64,7 +64,8 @@ def hardware_name(device: torch.device) -> str:
         with open('/proc/cpuinfo') as f:
             name = next((line.split(':', 1)[1].strip() for line in f
                          if line.startswith('model name')), name)
-    return f'{name}, {torch.get_num_threads()} threads'
+    n = torch.get_num_threads()
+    return f'{name}, {n} thread{"s" if n != 1 else ""}'
 
 
 def environment(device: torch.device) -> Dict:
