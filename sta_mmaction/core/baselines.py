@@ -300,13 +300,14 @@ def merge_tokens(x: Tensor, size: Tensor, kept: Tensor, src: Tensor,
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
         size = size.float()
-        total = x.float() * size.unsqueeze(-1)  # (B, N, C)
+        xf = x.float()  # (B, N, C)
+        total = xf * size.unsqueeze(-1)  # (B, N, C)
         moved = size.gather(1, src)  # (B, K)
         if weight is not None:
             moved = moved * weight.float().gather(1, src)  # (B, K)
         to_dst = dst.unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (B, K, C)
         total = total.scatter_add(
-            1, to_dst, gather_tokens(x.float(), src) *
+            1, to_dst, gather_tokens(xf, src) *
             moved.unsqueeze(-1))  # (B, N, C)
         size = size.scatter_add(1, dst, moved)  # (B, N)
         size = size.gather(1, kept)  # (B, M)

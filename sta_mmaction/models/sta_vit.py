@@ -62,11 +62,13 @@ def attention_with_keys(
     else:
         q = q * attn.scale
         a = q @ k.transpose(-2, -1)  # (B, h, N, N)
-        if probs:
-            avg = a.softmax(dim=-1).mean(1)  # (B, N, N)
+        if probs and log_size is not None:
+            avg = a.softmax(dim=-1).mean(1)  # (B, N, N), without log_size
         if log_size is not None:
             a = a + log_size[:, None, None, :].to(a.dtype)  # (B, h, N, N)
         a = a.softmax(dim=-1)
+        if probs and log_size is None:
+            avg = a.mean(1)  # the same softmax, not computed twice
         a = attn.attn_drop(a)
         x = (a @ v).transpose(1, 2).reshape(B, N, -1)
     # --- end STA ---

@@ -3,9 +3,11 @@
 A frozen copy of ``sta_mmaction/models/swin_layers.py`` at commit 32e4fe5
 (before the query tiles): window attention on full windows, the kept
 tokens' qkv scattered in, pruned keys masked, pruned queries computed and
-dropped. ``forward_pruned`` runs :meth:`STASwin3D.forward_pruned` with it.
+dropped. ``forward_pruned`` runs :meth:`STASwin3D.forward_pruned` with its
+stage functions.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +17,9 @@ from mmaction.models.backbones.swin import (BasicLayer,
 from torch import Tensor
 
 from sta_mmaction.core import (Generators, ceil_div, gather_tokens,
-                               scatter_tokens, visits_in_reverse)
-from sta_mmaction.models import STASwin3D
-from sta_mmaction.models.strategy import sample_generators
-from sta_mmaction.models.swin_layers import (PRUNED_KEY_BIAS, merge_kept,
+                               scatter_tokens)
+from sta_mmaction.models import STASwin3D, sta_swin
+from sta_mmaction.models.swin_layers import (PRUNED_KEY_BIAS,
                                              select_with_keys)
 
 
@@ -258,29 +259,11 @@ def layer_forward_fused(layer: BasicLayer, x: Tensor,
 
 
 def forward_pruned(model: STASwin3D, x: Tensor) -> Tuple[Tensor, List[Tensor]]:
-    """:meth:`STASwin3D.forward_pruned` of commit 32e4fe5, on full windows."""
-    points = model._check_input(x)
-    gens = sample_generators(model.strategy, model.seed, x)
-    x = model.pos_drop(model.patch_embed(x))
-    first = model.layers[0]
-    if model.fused_attention:
-        x = layer_forward_fused(first, x.contiguous(), False)
-    else:
-        x = first(x.contiguous(), do_downsample=False)
-    x = first.downsample(x)
-    b, d, h, w, c = x.shape
-    grid_in = tokens = x.reshape(b, d * h * w, c)
-    pos = torch.arange(d * h * w, device=x.device).expand(b, -1)
-    kept = []
-    for p, layer in enumerate(model.layers[1:]):
-        if p > 0:
-            tokens, pos, grid_in, (d, h, w) = merge_kept(
-                model.layers[p].downsample, grid_in, tokens, pos, (d, h, w),
-                points[p - 1]['groups'], points[p]['carried'])
-        tokens, pos = stage_forward_kept(layer, tokens, pos, (d, h, w),
-                                         points[p], visits_in_reverse(p),
-                                         model.strategy, gens,
-                                         model.fused_attention)
-        kept.append(pos)
-    out = getattr(model, f'norm{model.num_layers - 1}')(tokens).mean(1)
-    return out[:, :, None, None, None], kept
+    """:meth:`STASwin3D.forward_pruned` of commit 32e4fe5, on full windows:
+    today's forward with this module's stage functions in place of the
+    query tiles'."""
+    with mock.patch.object(sta_swin, 'stage_forward_kept',
+                           stage_forward_kept), \
+            mock.patch.object(sta_swin, 'layer_forward_fused',
+                              layer_forward_fused):
+        return model.forward_pruned(x)
