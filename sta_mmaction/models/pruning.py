@@ -11,7 +11,7 @@ from mmaction.registry import MODELS
 from torch import nn
 
 from .convert import STA_VERSIONS, convert_backbone, sta_class
-from .strategy import check_known, init_arguments
+from .strategy import check_arguments
 
 #: Keys of an ``STAPruningHook`` entry that are not STA settings.
 _HOOK_KEYS = ('type', 'priority', 'drop_number')
@@ -60,9 +60,8 @@ def pruning_of(cfg) -> Pruning:
     is_sta = cls in STA_VERSIONS.values()
     if is_sta:
         # the constructor says the same, but only after the Runner's dumps
-        check_known(cls.__name__, {k: v for k, v in backbone_cfg.items()
-                                   if k != 'type'},
-                    init_arguments(cls.__bases__[0]) + list(cls.STA_SETTINGS))
+        check_arguments(cls, {k: v for k, v in backbone_cfg.items()
+                              if k != 'type'})
     settings = {k: v for k, v in backbone_cfg.items()
                 if is_sta and k in cls.STA_SETTINGS}
     r = settings.pop('drop_number', 0) if is_sta else None

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from ..core import (STRATEGIES, kept_cells, swin_grids, swin_plan,
                     visits_in_reverse)
-from .strategy import (check_flag, check_known, check_strategy_args,
-                       init_arguments, sample_generators)
+from .strategy import (check_arguments, check_flag, check_known,
+                       check_strategy_args, sample_generators)
 from .swin_layers import layer_forward_fused, merge_kept, stage_forward_kept
 
 _MERGED = ('merged tokens stand for patches from anywhere in their group, '
@@ -69,8 +69,7 @@ class STASwin3D(SwinTransformer3D):
     def __init__(self, *args, drop_number: int = 0, strategy: str = 'sta',
                  seed: Optional[int] = None, fused_attention: bool = False,
                  **kwargs) -> None:
-        check_known('STASwin3D', kwargs, init_arguments(SwinTransformer3D) +
-                    list(self.STA_SETTINGS))
+        check_arguments(STASwin3D, kwargs)
         super().__init__(*args, **kwargs)
         self.init_sta(
             drop_number, strategy, seed, fused_attention=fused_attention)

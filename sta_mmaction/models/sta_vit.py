@@ -14,8 +14,8 @@ from ..core import (MERGING, bipartite_match, check_drop_number,
                     pack_kept, patch_change, prune_layers, rlt_keep,
                     saliency, select_tokens, token_counts,
                     validate_drop_number, visits_in_reverse)
-from .strategy import (check_flag, check_known, check_strategy_args,
-                       init_arguments, sample_generators)
+from .strategy import (check_arguments, check_flag, check_known,
+                       check_strategy_args, sample_generators)
 
 
 def attention_with_keys(
@@ -151,8 +151,7 @@ class STAViT(VisionTransformer):
                  seed: Optional[int] = None, prop_attn: bool = True,
                  fused_attention: bool = False,
                  rlt_threshold: Optional[float] = None, **kwargs) -> None:
-        check_known('STAViT', kwargs, init_arguments(VisionTransformer) +
-                    list(self.STA_SETTINGS))
+        check_arguments(STAViT, kwargs)
         super().__init__(*args, **kwargs)
         self.init_sta(drop_number, strategy, seed, prop_attn=prop_attn,
                       fused_attention=fused_attention,

@@ -37,6 +37,13 @@ def check_known(owner: str, given: Mapping, accepted: Iterable[str],
             f'{owner} got an unknown {what} {key}={value!r}; {hint}')
 
 
+def check_arguments(cls: type, given: Mapping) -> None:
+    """Raise a ``ValueError`` for an argument the STA backbone ``cls`` does
+    not take: those of its stock base class and its ``STA_SETTINGS``."""
+    check_known(cls.__name__, given,
+                init_arguments(cls.__bases__[0]) + list(cls.STA_SETTINGS))
+
+
 def check_flag(name: str, value) -> None:
     """Raise a ``ValueError`` unless the setting ``name`` is a bool."""
     if not isinstance(value, bool):
