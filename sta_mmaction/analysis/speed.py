@@ -25,7 +25,7 @@ from torch.utils import benchmark
 from ..core import swin_grids
 from ..models import (STA_VERSIONS, STASwin3D, apply_pruning,
                       convert_backbone, pruning_of, sta_class)
-from ..models.swin_layers import query_slots
+from ..models.swin_layers import recorded_tiles, whole_window_keys
 from .flops import backbone_report, view_shape
 from .sweep import build_backbone, drop_numbers_of, stock_copy
 
@@ -192,6 +192,17 @@ def oracle_twin(model: torch.nn.Module) -> torch.nn.Module:
                             strategy='oracle')
 
 
+def _whole_window_keys(model: STASwin3D) -> Callable:
+    """``model`` with its tiles' keys as whole windows, the layout of graph
+    captures and accelerators, timed beside the packed keys of the CPU."""
+
+    def forward(x):
+        with whole_window_keys():
+            return model(x)
+
+    return forward
+
+
 def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
                    device: torch.device, amp: Optional[str] = None,
                    amp_only: bool = False,
@@ -238,6 +249,12 @@ def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
                             sta[r, att]) for r in rs]
             out += [variant(f'oracle {att} r={r}{tag}', 'oracle', r, att,
                             prec, *twins[r, att]) for r in rs if r]
+        if device.type == 'cpu' and isinstance(sta[rs[-1], 'fused'],
+                                               STASwin3D):
+            out += [variant(f'STA fused r={r} whole-window keys{tag}',
+                            'sta-static', r, 'fused', prec,
+                            _whole_window_keys(sta[r, 'fused']))
+                    for r in rs if r]
         if 0 in rs and isinstance(sta[0, 'explicit'], STASwin3D):
             path = sta[0, 'explicit']  # its gather/scatter forward at r=0
             out.append(variant(f'STA path explicit r=0{tag}', 'sta-path', 0,
@@ -256,6 +273,7 @@ def speed_variants(stock: torch.nn.Module, sta: Dict[tuple, torch.nn.Module],
         out.append(variant(f'{kind} fused r={r}{" " + amp if amp else ""} '
                            'compiled', kind.lower(), r, 'fused', amp,
                            forward, note, True))
+        out[-1]['eager'] = with_autocast(model, device, amp)
     return out
 
 
@@ -386,7 +404,8 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
                if v['kind'] == 'oracle' and v['forward'] is not None}
     rows = []
     for v in variants:
-        row = {k: val for k, val in v.items() if k != 'forward'}
+        row = {k: val for k, val in v.items()
+               if k not in ('forward', 'eager')}
         r, label = v['drop_number'], v['variant']
         own = v.get('gflops', gflops[r])
         row.update(supported=v['forward'] is not None, gflops=own,
@@ -407,6 +426,14 @@ def speed_benchmark(cfg, drop_numbers: Optional[Sequence[int]] = None,
                 oracle_ratio=t[label] / t[twin]
                 if twin and v['kind'] == 'sta' else None,
                 times_s=list(measured[label].times))
+            if v['compiled']:  # the compiled graph computes what eager does
+                with torch.no_grad():
+                    diff = (v['forward'](clip).float() -
+                            v['eager'](clip).float()).abs().max().item()
+                row['compiled_max_abs_diff'] = diff
+                row['note'] = '; '.join(
+                    filter(None, [row['note'],
+                                  f'max |compiled - eager| {diff:.1e}']))
         rows.append(row)
     runtime_r0 = t.get(f'{runtime} r=0')
     for row in rows:  # the exported file's own r=0 is its reference
@@ -465,10 +492,11 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
     (patch embedding and stage 1) pruning cannot shrink; ``per_token`` (the
     rest of stages 2-4 and the final norm) shrinks with the kept tokens,
     and ``attention`` (the window-attention cores of stages 2-4) with the
-    query slots (:func:`~sta_mmaction.models.swin_layers.query_slots`), as
-    ``scaled`` does stage by stage with ``pruned``'s counts. ``ideal`` and
-    ``ceiling`` are Amdahl's speed-ups: the pruned forward costing only
-    that, and stages 2-4 vanishing.
+    (query, key) scores ``pruned`` computes on ``clip`` (``scores``, per
+    stage, of full windows: query tiles, and on the CPU packed keys), as
+    ``scaled`` does stage by stage. ``ideal`` and ``ceiling`` are Amdahl's
+    speed-ups: the pruned forward costing only that, and stages 2-4
+    vanishing.
 
     Args:
         model (STASwin3D): The r=0 backbone (either attention path).
@@ -490,9 +518,13 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
     view = tuple(clip.shape[2:])
     full, kept = (m.token_counts(view) for m in (model, pruned))
     d, grids = swin_grids(view, model.patch_embed.patch_size)
-    slots = {i: [query_slots((d, ) + grids[i - 1],
-                             model.layers[i - 1].window_size, k)
-                 for k in (None, kept[i - 1])] for i in (2, 3, 4)}
+    with torch.no_grad(), recorded_tiles() as built:
+        pruned.forward_pruned(clip)
+    scores = {}
+    for i in (2, 3, 4):
+        stage = [t for dhw, t in built if dhw == (d, ) + grids[i - 1]]
+        scores[i] = (sum(t.scores for t in stage) /
+                     sum(t.window_scores for t in stage))
     parts = []
     for _ in range(repeats):
         with ExitStack() as stack:
@@ -528,7 +560,7 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
         attention = sum(sec[f'core{i}'] for i in (2, 3, 4))
         scaled = sec['norm'] * kept[3] / full[3] + sum(
             rest[i] * kept[i - 1] / full[i - 1] +
-            sec[f'core{i}'] * slots[i][1] / slots[i][0] for i in (2, 3, 4))
+            sec[f'core{i}'] * scores[i] for i in (2, 3, 4))
         per_token = sec['norm'] + sum(rest.values())
         parts.append(dict(total=sec['backbone'], fixed=fixed,
                           per_token=per_token, attention=attention,
@@ -537,4 +569,5 @@ def swin_breakdown(model: STASwin3D, pruned: STASwin3D, clip: torch.Tensor,
     med = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
     med['ideal'] = med['total'] / (med['fixed'] + med['other'] + med['scaled'])
     med['ceiling'] = med['total'] / (med['fixed'] + med['other'])
+    med['scores'] = [scores[i] for i in (2, 3, 4)]
     return med

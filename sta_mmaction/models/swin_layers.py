@@ -6,14 +6,18 @@ prunes (docs/swin_design.md). Every layer of a pruned stage runs on the kept
 tokens only. Per-token layers (qkv, projection, MLP, patch-merging
 reduction) take them by gather. Window attention takes them in *query
 tiles* (:class:`KeptTiles`): each window's kept tokens, in window order,
-fill tiles of ``T`` query slots that attend to the window's ``N``
-positions, pruned keys masked; the relative position bias is read at the
+fill tiles of ``T`` query slots; the relative position bias is read at the
 tiles' query offsets. A window of ``k`` kept tokens fills ``ceil(k / T)``
 tiles, so :func:`query_tiles` bounds a clip's tiles by its kept count
-whatever their positions: the shapes depend on the view and ``r`` only
-(fvcore counts them, ``torch.compile`` takes them), and attention costs
-about ``2 M N C`` for ``M`` kept tokens instead of ``2 P N C`` over the
-``P`` positions of full windows.
+whatever their positions. A tile's keys are its window's kept (and
+padding) positions, packed and bucketed by count (:func:`pack_keys`), in
+eager CPU forwards; where shapes must follow from the view and ``r`` alone
+(graph captures: fvcore counts them, ``torch.compile`` and ``torch.export``
+take them; accelerators, which would sync to size the buckets) they are
+the window's ``N`` positions, pruned ones masked (:func:`packs_keys`).
+Attention then costs at most ``2 M N C`` for ``M`` kept tokens instead of
+``2 P N C`` over the ``P`` positions of full windows, and with packed keys
+about ``2 sum_w k_w^2 C``.
 
 Schedule (:func:`sta_mmaction.core.swin_schedule`): before stages 2, 3 and
 4, groups of 1, 2 and 4 temporal slices lose ``r``, ``r // 4`` and
@@ -37,9 +41,11 @@ slow the matmuls several times on x86 CPUs; the geometry behind them is
 cached per stage and view (:func:`window_geometry`).
 """
 import math
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import product
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import (Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +133,9 @@ class WindowGeometry(NamedTuple):
     real: Tensor
     #: (nW, N, N) stock's shifted-window mask (``compute_mask``), or None.
     shift: Optional[Tensor]
+    #: (nW, N) region of each window slot (its region's first offset), or
+    #: None: two slots may attend to each other iff their regions agree.
+    region: Optional[Tensor]
 
 
 @lru_cache(maxsize=None)
@@ -150,7 +159,8 @@ def window_geometry(dhw: Tuple[int, int, int], window_size: Tuple[int, ...],
     where = window_partition(index[None, ..., None], window_size).flatten()
     pads = where.numel() - d * h * w  # -1 (padding) sorts first
     slot = where.argsort(stable=True)[pads:]  # (D*H*W, )
-    return WindowGeometry(slot, where >= 0, shift)
+    region = None if shift is None else (shift == 0).int().argmax(-1)
+    return WindowGeometry(slot, where >= 0, shift, region)
 
 
 @lru_cache(maxsize=None)
@@ -222,16 +232,23 @@ class KeptTiles:
     :attr:`key_src` (index ``M``: the fill row, ``qkv(0)``, which stock's
     padding holds), and its outputs back at :attr:`query_slot`.
 
+    Where :func:`packs_keys` allows it, each tile's keys are also packed
+    (:attr:`packs`): only its window's kept and padding positions, in
+    buckets of ``L`` keys (:class:`KeyPack`).
+
     Args:
         pos (Tensor): (B, M) kept positions in the flat ``D*H*W`` grid.
         dhw (tuple[int]): ``(D, H, W)`` of the stage.
         window_size, shift_size (tuple[int]): The blocks' layout, as
             ``get_window_size`` gives it.
+        packed_keys (bool, optional): Pack the keys. Defaults to None,
+            :func:`packs_keys` on ``pos``'s device.
     """
 
     def __init__(self, pos: Tensor, dhw: Tuple[int, int, int],
                  window_size: Tuple[int, ...],
-                 shift_size: Tuple[int, ...]) -> None:
+                 shift_size: Tuple[int, ...],
+                 packed_keys: Optional[bool] = None) -> None:
         device = pos.device
         geo = window_geometry(tuple(dhw), tuple(window_size),
                               tuple(shift_size), device)
@@ -261,33 +278,190 @@ class KeptTiles:
             # spare tiles (a clip that fills fewer) go to the last window
             tile_win = (torch.arange(q, device=device)[:, None] >=
                         end[:, None, :]).sum(-1).clamp(max=nw - 1)  # (B, Q)
-        keys = (tile_win * n)[..., None] + torch.arange(n, device=device)
-        keys = keys.flatten(1)  # (B, Q*N) window slots of the tiles' keys
         at_slot = torch.full((b, nw * n), m, device=device).scatter(
             1, slot, tokens)  # (B, nW*N) kept token at a slot, else M
-        key_src = at_slot.gather(1, keys)  # (B, Q*N)
         query_src = torch.full((b, q * t), m, device=device).scatter(
             1, query_slot, tokens)  # (B, Q*T)
         offset = torch.zeros_like(query_src).scatter(1, query_slot,
                                                      slot % n)  # (B, Q*T)
-        # allowed keys: kept, or padding (a key in stock), in the region
-        allowed = (key_src < m) | ~geo.real[keys]  # (B, Q*N)
-        allowed = allowed.view(b * q, 1, 1, n)
-        if geo.shift is not None:
-            rows = (tile_win * n)[..., None] + offset.view(b, q, t)
-            same = geo.shift.view(-1, n)[rows.flatten()] == 0  # (B*Q*T, N)
-            allowed = allowed & same.view(b * q, t, 1, n)
-        #: (B*Q, T or 1, 1, N) mask: 0 or PRUNED_KEY_BIAS.
-        self.mask = torch.where(allowed, 0., PRUNED_KEY_BIAS)
         rows = torch.arange(b, device=device)[:, None] * (m + 1)
         #: (B*Q, T) rows of the queries in the (B*(M+1), 3C) qkv.
         self.query_src = (query_src + rows).view(b * q, t)
-        #: (B*Q, N) rows of the keys and values.
-        self.key_src = (key_src + rows).view(b * q, n)
         #: (B, M) slot of each kept token in its clip's (Q*T) queries.
         self.query_slot = query_slot
         #: (B*Q, T) window offset of each query slot, for the bias rows.
         self.offset = offset.view(b * q, t)
+        #: Positions per window, ``N``.
+        self.window_numel = n
+        #: (query, key) scores of full windows on these clips, per head.
+        self.window_scores = b * nw * n * n
+        if packed_keys is None:
+            packed_keys = packs_keys(device)
+        #: The tiles by their windows' key counts, or None: every tile
+        #: attends to its window's ``N`` positions (:attr:`key_src`).
+        self.packs = None
+        #: (B*Q, N) rows of a tile's keys and values, or None (packed).
+        self.key_src = None
+        #: (B*Q, T or 1, 1, N) their mask, 0 or PRUNED_KEY_BIAS, or None.
+        self.mask = None
+        if packed_keys:
+            allowed = (at_slot < m) | ~geo.real  # (B, nW*N) kept or padding
+            self.packs = pack_keys(allowed.view(b, nw, n), at_slot, tile_win,
+                                   self.query_src, self.offset, geo.region,
+                                   t, m)
+        else:
+            keys = (tile_win * n)[..., None] + torch.arange(n, device=device)
+            keys = keys.flatten(1)  # (B, Q*N) window slots of tiles' keys
+            key_src = at_slot.gather(1, keys)  # (B, Q*N)
+            # allowed keys: kept, or padding (a key in stock), in the region
+            allowed = (key_src < m) | ~geo.real[keys]  # (B, Q*N)
+            allowed = allowed.view(b * q, 1, 1, n)
+            if geo.shift is not None:
+                at = (tile_win * n)[..., None] + offset.view(b, q, t)
+                same = geo.shift.view(-1, n)[at.flatten()] == 0  # (BQT, N)
+                allowed = allowed & same.view(b * q, t, 1, n)
+            self.mask = torch.where(allowed, 0., PRUNED_KEY_BIAS)
+            self.key_src = (key_src + rows).view(b * q, n)
+        self._table_index: Dict[tuple, Tuple[Tensor, ...]] = {}
+        if _recorded is not None:
+            _recorded.append((tuple(dhw), self))
+
+    def table_index(self, attn: WindowAttention3D) -> Tuple[Tensor, ...]:
+        """Per pack, (P, T, L) rows of ``attn``'s relative position bias
+        table, its length (an appended :data:`PRUNED_KEY_BIAS` row) where
+        masked; once per layout and configured window (a stage's blocks
+        share it), as ``WindowAttention3D.forward`` reads the table."""
+        n = self.window_numel
+        key = tuple(attn.window_size)
+        if key not in self._table_index:
+            rel = attn.relative_position_index[:n, :n].reshape(-1)
+            lut = torch.cat([rel, rel.new_full(
+                (1, ), len(attn.relative_position_bias_table))])
+            self._table_index[key] = tuple(
+                lut[p.bias_index].int() for p in self.packs)
+        return self._table_index[key]
+
+    @property
+    def scores(self) -> int:
+        """(query, key) scores this layout's attention computes, per head."""
+        t, n = self.tile, self.window_numel
+        if self.packs is None:
+            return self.key_src.shape[0] * t * n
+        return sum(p.key_src.numel() * t for p in self.packs)
+
+
+_whole_window_keys = False
+_recorded: Optional[List[Tuple[Tuple[int, int, int], 'KeptTiles']]] = None
+
+
+@contextmanager
+def recorded_tiles(
+) -> Iterator[List[Tuple[Tuple[int, int, int], 'KeptTiles']]]:
+    """Within it, each :class:`KeptTiles` built joins the list it yields as
+    ``((D, H, W), tiles)``: what a pruned forward's attention computed."""
+    global _recorded
+    before, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = before
+
+
+@contextmanager
+def whole_window_keys() -> Iterator[None]:
+    """Within it, tiles attend to whole windows (keys masked, not packed),
+    as graph captures and accelerators do; for timing that layout."""
+    global _whole_window_keys
+    before, _whole_window_keys = _whole_window_keys, True
+    try:
+        yield
+    finally:
+        _whole_window_keys = before
+
+
+def packs_keys(device: torch.device) -> bool:
+    """Whether kept-token attention packs each window's keys: in eager
+    forwards on the CPU.
+
+    Packing reads the kept layout back to size its buckets. On the CPU that
+    costs no wait; on an accelerator it would be a host sync per stage and
+    layout, so there (as in a graph capture: ``torch.jit.trace`` and fvcore,
+    ``torch.compile``, ``torch.export``) keys stay whole windows, masked,
+    and every shape follows from the view and ``r``.
+    """
+    return device.type == 'cpu' and not (
+        _whole_window_keys or torch.jit.is_tracing()
+        or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
+class KeyPack(NamedTuple):
+    """Query tiles whose windows hold ``L - T < keys <= L`` keys (``L <= N``),
+    each attending to its window's keys only."""
+    #: (P, ) the tiles, in (B*Q).
+    tiles: Tensor
+    #: (P, T) rows of their queries in the (B*(M+1), 3C) qkv.
+    query_src: Tensor
+    #: (P, L) rows of their keys and values; the fill row past a window's.
+    key_src: Tensor
+    #: (P, T, L) ``query_offset * N + key_offset`` into a window's flat
+    #: bias, or ``N * N`` (:data:`PRUNED_KEY_BIAS`) for a key past the
+    #: window's or, when shifted, in another region: the bias and the mask
+    #: in one gather.
+    bias_index: Tensor
+
+
+def pack_keys(allowed: Tensor, at_slot: Tensor, tile_win: Tensor,
+              query_src: Tensor, offset: Tensor, region: Optional[Tensor],
+              t: int, m: int) -> Tuple[KeyPack, ...]:
+    """(B, nW, N) allowed keys -> :class:`KeyPack` buckets of query tiles.
+
+    Each window's allowed keys (kept or padding, in window order) are
+    packed to the front; a tile joins the bucket of its window's count
+    rounded up to ``T``, so a bucket's attention costs ``2 P T L C``. Tiles
+    without a query (spare ones of a clip that fills fewer) join none. The
+    buckets depend on the kept set: data-dependent shapes, for eager use.
+
+    Args:
+        allowed (Tensor): (B, nW, N) keys a kept query may see.
+        at_slot (Tensor): (B, nW*N) kept token at each window slot, else M.
+        tile_win (Tensor): (B, Q) window of each tile.
+        query_src (Tensor): (B*Q, T) rows of the tiles' queries.
+        offset (Tensor): (B*Q, T) window offsets of the tiles' queries.
+        region (Tensor, optional): (nW, N) shift region of each window
+            slot (:class:`WindowGeometry`), None where not shifted.
+        t (int): Query slots per tile, ``T``.
+        m (int): Kept tokens per clip, ``M``: the fill row's index.
+    """
+    b, nw, n = allowed.shape
+    q = tile_win.shape[1]
+    count = allowed.sum(-1)  # (B, nW) keys per window
+    # allowed offsets first, in window order
+    order = (~allowed).to(torch.uint8).argsort(
+        dim=-1, stable=True)  # (B, nW, N)
+    clip = torch.arange(b, device=allowed.device).repeat_interleave(q)
+    win = tile_win.flatten()  # (B*Q, )
+    busy = (query_src % (m + 1) < m).any(-1)  # (B*Q, ) holds a query
+    length = (count[clip, win] + t - 1).div(t, rounding_mode='floor') * t
+    length = torch.where(busy, length.clamp(max=n), 0)  # (B*Q, )
+    at_slot = at_slot.view(b, nw, n)
+    packs = []
+    for size in length.unique().tolist():
+        if size == 0:
+            continue
+        tiles = (length == size).nonzero().squeeze(1)  # (P, )
+        c, w = clip[tiles], win[tiles]
+        keys = order[c, w, :size]  # (P, L) key offsets
+        src = at_slot[c, w].gather(1, keys) + (c * (m + 1))[:, None]
+        rows = offset[tiles]  # (P, T) query offsets
+        ok = (torch.arange(size, device=allowed.device) <
+              count[c, w][:, None])[:, None, :]  # (P, 1, L)
+        if region is not None:
+            ok = ok & (region[w[:, None], rows][..., None] ==
+                       region[w[:, None], keys][:, None, :])  # (P, T, L)
+        index = torch.where(ok, (rows * n).int()[..., None] + keys.int()[
+            :, None, :], n * n)  # (P, T, L), int32: N * N + 1 < 2^31
+        packs.append(KeyPack(tiles, query_src[tiles], src, index))
+    return tuple(packs)
 
 
 @record_function('window_attention_core')  # for the speed breakdown
@@ -297,7 +471,8 @@ def tile_attention_core(attn: WindowAttention3D, rows: Tensor,
 
     Tile by tile in chunks of at most :data:`CHUNK` elements per temporary
     (bias rows, keys and values): their memory is reused, not paged in
-    anew, and bounded on any batch. A chunk's mask is the bias rows of its
+    anew, and bounded on any batch. With packed keys, bucket by bucket
+    (:func:`_packed_attention`); else a chunk's mask is the bias rows of its
     queries' offsets plus :attr:`KeptTiles.mask`.
 
     Args:
@@ -309,7 +484,9 @@ def tile_attention_core(attn: WindowAttention3D, rows: Tensor,
     """
     c = rows.shape[1] // 3
     heads, (bq, t) = attn.num_heads, tiles.offset.shape
-    n = tiles.key_src.shape[1]
+    n = tiles.window_numel
+    if tiles.packs is not None:
+        return _packed_attention(attn, rows, tiles, fused)
     bias_rows = relative_bias(attn, n).transpose(0, 1)  # (N, nH, N) by query
     step = max(1, CHUNK // max(t * heads * n, 2 * n * c))  # tiles a chunk
     outs = []
@@ -325,6 +502,42 @@ def tile_attention_core(attn: WindowAttention3D, rows: Tensor,
         out = _attend(attn, q, kv[0], kv[1], bias.transpose(1, 2), fused)
         outs.append(out.transpose(1, 2).flatten(2))  # (b, T, C)
     return torch.cat(outs)
+
+
+def _packed_attention(attn: WindowAttention3D, rows: Tensor,
+                      tiles: KeptTiles, fused: bool) -> Tensor:
+    """:func:`tile_attention_core` over :attr:`KeptTiles.packs`: bucket by
+    bucket, in chunks; a spare tile's output is zeros (never read).
+
+    Heads lead the batch dimensions, ``(nH, P, ...)``, so that the bias
+    and mask of a chunk are one contiguous gather from the block's
+    relative position bias table (with a :data:`PRUNED_KEY_BIAS` row
+    appended): a masked key's logit is then -1e4 without its bias, and its
+    weight exactly 0 all the same.
+    """
+    c = rows.shape[1] // 3
+    heads, (bq, t) = attn.num_heads, tiles.offset.shape
+    table = attn.relative_position_bias_table  # (R, nH)
+    table = torch.cat([table, table.new_full((1, heads), PRUNED_KEY_BIAS)])
+    table = table.t().contiguous()  # (nH, R + 1)
+    out = rows.new_zeros(bq, t, c)
+    for pack, index in zip(tiles.packs, tiles.table_index(attn)):
+        size = pack.key_src.shape[1]
+        step = max(1, CHUNK // max(t * heads * size, 2 * size * c))
+        for start in range(0, len(pack.tiles), step):
+            part = slice(start, start + step)
+            q = rows[:, :c].index_select(0, pack.query_src[part].flatten())
+            q = q.view(-1, t, heads, c // heads).permute(
+                2, 0, 1, 3)  # (nH, P, T, C/nH)
+            kv = rows[:, c:].index_select(0, pack.key_src[part].flatten())
+            kv = kv.view(-1, size, 2, heads, c // heads).permute(
+                2, 3, 0, 1, 4)  # (2, nH, P, L, C/nH)
+            mask = table.index_select(1, index[part].flatten())
+            mask = mask.view(heads, -1, t, size)  # (nH, P, T, L)
+            o = _attend(attn, q, kv[0], kv[1], mask, fused)  # (nH, P, T, .)
+            out.index_copy_(0, pack.tiles[part],
+                            o.permute(1, 2, 0, 3).flatten(2))
+    return out
 
 
 def block_forward_kept(blk: SwinTransformerBlock3D, x: Tensor,

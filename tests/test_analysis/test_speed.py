@@ -6,6 +6,7 @@ tool, never asserted by a test.
 import importlib.util
 import json
 import os.path as osp
+from unittest import mock
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from mmengine.config import Config
 from sta_mmaction.analysis.speed import (peak_memory_mb, speed_benchmark,
                                          speed_variants, swin_breakdown,
                                          time_forwards)
-from sta_mmaction.models import STASwin3D, STAViT
+from sta_mmaction.models import STASwin3D, STAViT, swin_layers
 
 from ..conftest import ROOT
 from ..test_models.test_sta_swin import SMALL as SWIN
@@ -130,9 +131,26 @@ def test_amp_only_and_compile_variants():
             for r in (0, 16) for a in ('explicit', 'fused')}
     variants = speed_variants(swin[0, 'explicit'], swin, cpu, compile=True)
     assert [v['variant'] for v in variants] == (
-        ['stock'] + labels((0, 16)) + ['STA path explicit r=0'] +
+        ['stock'] + labels((0, 16)) + ['STA fused r=16 whole-window keys',
+                                       'STA path explicit r=0'] +
         ['STA fused r=0 compiled', 'STA fused r=16 compiled',
          'oracle fused r=16 compiled'])
+    # the whole-window row times the layout of graphs and accelerators
+    packs = []
+    init = swin_layers.KeptTiles.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        packs.append(self.packs is not None)
+
+    whole = next(v for v in variants if 'whole-window' in v['variant'])
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad(), mock.patch.object(swin_layers.KeptTiles,
+                                            '__init__', spy):
+        torch.testing.assert_close(whole['forward'](x), swin[16, 'fused'](x),
+                                   atol=1e-5, rtol=0)
+    assert packs and not any(packs[:len(packs) // 2])
+    assert all(packs[len(packs) // 2:])
     for v in variants[-3:]:  # query tiles: static shapes that compile
         assert v['forward'] is not None and not v['note']
 
@@ -249,14 +267,48 @@ def test_swin_breakdown_parts_add_up_and_bound_the_speed_up(fused):
     assert part['other'] == pytest.approx(
         part['total'] - part['fixed'] - shrinking)
     # kept shares 160/256, 28/64, 7/16 of the per-token time remain, and
-    # of the attention the query slots: full windows here (T = N = 32)
+    # of the attention its scores: full-window queries here (T = N = 32),
+    # packed keys
     assert shrinking * 7 / 16 < part['scaled'] < shrinking
+    # a tile is a window here (T = N): packing saves nothing
+    assert part['scores'] == [1.0, 1.0, 1.0]
+    # windows of 98 at stage 2: query tiles of 32, keys packed
+    tiled = dict(SWIN, window_size=(2, 7, 7))
+    base = STASwin3D(**tiled, drop_number=0, fused_attention=fused).eval()
+    pruned = STASwin3D(**tiled, drop_number=24).eval()
+    packed = swin_breakdown(base, pruned, swin_clip(b=1), repeats=1)
+    with swin_layers.whole_window_keys():  # the query tiles' share only
+        whole = swin_breakdown(base, pruned, swin_clip(b=1), repeats=1)
+    assert whole['scores'][0] == 12 * 32 / (8 * 98)  # query_tiles(160, 8, 98)
+    assert packed['scores'][0] < whole['scores'][0]
+    assert all(0 < p <= w <= 1 for p, w in zip(packed['scores'],
+                                               whole['scores']))
     assert 1 < part['ideal'] < part['ceiling']
     # the labelling hooks are gone afterwards
     assert not any(m._forward_hooks or m._forward_pre_hooks
                    for m in base.modules())
     with pytest.raises(ValueError, match='--breakdown-repeats=0 must be'):
         swin_breakdown(base, pruned, swin_clip(b=1), repeats=0)
+
+
+def test_compiled_rows_carry_their_difference_from_eager(
+        tmp_path, one_thread, monkeypatch):
+    """A compiled row says how far its graph is from eager (the whole-window
+    keys of the graph against eager's packed ones); AOT autograd stands in
+    for inductor, whose Swin build is a test of its own."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda model, **kwargs: compile_(
+        model, backend='aot_eager', dynamic=False))
+    tool = load_tool('benchmark')
+    result = tool.main(['--model', 'swin-t', '--tiny', '--repeats', '1',
+                        '--breakdown-repeats', '0', '--threads', '1',
+                        '--compile', '16', '--out-dir', str(tmp_path)])
+    rows = {row['variant']: row for row in result['rows']}
+    for name in ('STA fused r=16 compiled', 'oracle fused r=16 compiled'):
+        diff = rows[name]['compiled_max_abs_diff']
+        assert 0 <= diff < 1e-5
+        assert f'max |compiled - eager| {diff:.1e}' in rows[name]['note']
+    assert 'compiled_max_abs_diff' not in rows['STA fused r=16']
 
 
 def test_the_tool_runs_tiny(tmp_path, one_thread):
@@ -266,7 +318,8 @@ def test_the_tool_runs_tiny(tmp_path, one_thread):
                         '--out-dir', str(tmp_path)])
     assert result['backbone'] == 'STASwin3D'
     assert [row['variant'] for row in result['rows']] == (
-        ['stock'] + labels((0, 16)) + ['STA path explicit r=0'])
+        ['stock'] + labels((0, 16)) + ['STA fused r=16 whole-window keys',
+                                       'STA path explicit r=0'])
     assert set(result['breakdown']) == {'explicit', 'fused'}
     data = json.loads((tmp_path / 'swin-t.json').read_text())
     assert data['shape'] == [1, 3, 8, 64, 64] and data['model'] == 'swin-t'

@@ -24,11 +24,15 @@ def tiled(r, strategy='sta', fused=False):
                      fused_attention=fused, **TILED).eval()
 
 
+@pytest.mark.parametrize('packed', [True, False], ids=['packed', 'static'])
 @pytest.mark.parametrize('fused', [False, True])
 @pytest.mark.parametrize('strategy', SWIN_STRATEGIES)
-def test_tiles_match_the_full_window_path(strategy, fused):
+def test_tiles_match_the_full_window_path(strategy, fused, packed,
+                                          monkeypatch):
     """Every strategy keeps the same tokens at every prune point, and their
-    outputs equal the full-window path's (float32, 1e-5)."""
+    outputs equal the full-window path's (float32, 1e-5), with keys packed
+    (eager) or as whole windows (the static shapes a graph capture gets)."""
+    monkeypatch.setattr(swin_layers, 'packs_keys', lambda device: packed)
     model, x = tiled(24, strategy, fused), clip(b=2, seed=5)
     kept_2 = model.token_counts(x.shape)[1]  # 160 of 256 at stage 2
     assert query_tiles(kept_2, 8, 98) == (32, 12)  # 384 of 784 slots
@@ -58,7 +62,7 @@ def test_query_tiles_bound_holds_for_any_kept_set(monkeypatch):
     t, q = query_tiles(m, 8, n)
     assert (t, q) == (8, 8 + 72 // 8)
     for pos in (crowded, spread, tight, torch.randperm(256)[:m]):
-        tiles = KeptTiles(pos[None], dhw, window, shift)
+        tiles = KeptTiles(pos[None], dhw, window, shift, packed_keys=False)
         assert (tiles.tile, tiles.tiles) == (t, q)
         slot = tiles.query_slot[0]  # (M, )
         assert slot.unique().numel() == m and slot.max() < q * t
@@ -69,6 +73,83 @@ def test_query_tiles_bound_holds_for_any_kept_set(monkeypatch):
             assert win[slot // t == tile].unique().numel() <= 1
         keys = tiles.key_src[slot // t]  # (M, N) key rows of each tile
         assert (keys == torch.arange(m)[:, None]).any(1).all()
+
+
+@pytest.mark.parametrize('dhw, window, shift', [
+    ((4, 8, 8), (2, 4, 4), (1, 2, 2)),  # shifted, no padding
+    ((5, 9, 6), (2, 3, 3), (1, 1, 1)),  # shifted and padded
+    ((5, 9, 6), (2, 3, 3), (0, 0, 0)),  # padded
+])
+def test_packed_keys_are_the_kept_and_padding_keys_of_a_window(
+        dhw, window, shift, monkeypatch):
+    """Re-stated per kept query from the geometry: its allowed keys are the
+    kept or padding positions of its window in its shift region; the packs
+    give exactly those (fill row for padding), at the right bias offsets,
+    in buckets of at most ``T - 1`` spare keys."""
+    monkeypatch.setattr(swin_layers, 'QUERY_TILE', 8)
+    n = window[0] * window[1] * window[2]
+    geo = window_geometry(dhw, window, shift, torch.device('cpu'))
+    gen = torch.Generator().manual_seed(0)
+    total = dhw[0] * dhw[1] * dhw[2]
+    pos = torch.stack([torch.randperm(total, generator=gen)[:total // 3]
+                       for _ in range(2)])  # (2, M)
+    m = pos.shape[1]
+    tiles = KeptTiles(pos, dhw, window, shift, packed_keys=True)
+    assert tiles.packs and tiles.tile == 8
+    where = {}  # tile -> (pack, row in it)
+    for pack in tiles.packs:
+        size = pack.key_src.shape[1]
+        assert size % 8 == 0 or size == n
+        for row, tile in enumerate(pack.tiles.tolist()):
+            where[tile] = (pack, row)
+    pad_slots = (~geo.real).nonzero().flatten()
+    for c in range(2):
+        slot = geo.slot[pos[c]]  # (M, ) window * N + offset
+        for i in range(m):
+            w, off = divmod(slot[i].item(), n)
+            region = [geo.shift is None or geo.shift[w, off, k] == 0
+                      for k in range(n)]
+            want = sorted(
+                [j for j in range(m) if slot[j] // n == w and
+                 region[slot[j] % n]] +
+                [m for p in pad_slots.tolist() if p // n == w and
+                 region[p % n]])
+            tile, j = divmod(tiles.query_slot[c, i].item(), 8)
+            pack, row = where[c * tiles.tiles + tile]
+            assert pack.query_src[row, j] == c * (m + 1) + i
+            ok = pack.bias_index[row, j] < n * n
+            got = pack.key_src[row][ok] - c * (m + 1)
+            assert sorted(got.tolist()) == want
+            index = pack.bias_index[row, j][ok]
+            assert (index // n == off).all()
+            kept = got < m
+            assert torch.equal(index[kept] % n, slot[got[kept]] % n)
+            count = sum(1 for k in range(n) if geo.real[w * n + k] == 0
+                        or (slot == w * n + k).any())
+            assert count <= pack.key_src.shape[1] < count + 8 or \
+                pack.key_src.shape[1] == n
+    # tiles without a query (spare ones) attend to nothing
+    busy = (tiles.query_src % (m + 1) < m).any(-1)
+    assert sorted(where) == busy.nonzero().flatten().tolist()
+
+
+def test_keys_are_not_packed_in_a_captured_graph():
+    """Under ``torch.jit.trace`` (fvcore) the tiles keep whole windows, so
+    the graph's shapes follow from the view and ``r``; on an accelerator
+    too (no host sync)."""
+    assert not swin_layers.packs_keys(torch.device('cuda'))
+    assert not swin_layers.packs_keys(torch.device('meta'))
+    pos = torch.arange(0, 256, 3)[None]
+    seen = []
+
+    def build(p):
+        tiles = KeptTiles(p, (4, 8, 8), (2, 4, 4), (1, 2, 2))
+        seen.append(tiles.packs)
+        return tiles.key_src.float()
+
+    torch.jit.trace(build, (pos, ), check_trace=False)
+    assert seen == [None]
+    assert KeptTiles(pos, (4, 8, 8), (2, 4, 4), (1, 2, 2)).packs
 
 
 def test_masks_are_exact_and_bounded(monkeypatch):
@@ -98,7 +179,8 @@ def test_masks_are_exact_and_bounded(monkeypatch):
     assert any((m < PRUNED_KEY_BIAS / 2).any() for _, m in calls)
     # a kept query gives its pruned and other-region keys weight 0 exactly
     pos = torch.arange(0, 256, 3)[None]
-    tiles = KeptTiles(pos, (4, 8, 8), (2, 7, 7), (1, 3, 3))
+    tiles = KeptTiles(pos, (4, 8, 8), (2, 7, 7), (1, 3, 3),
+                      packed_keys=False)
     weights = tiles.mask.expand(-1, 32, 1, 98).softmax(-1)
     assert ((weights == 0) == (tiles.mask == PRUNED_KEY_BIAS)).all()
 
@@ -145,6 +227,24 @@ def test_geometry_is_cached_per_stage_and_view():
     after = window_geometry.cache_info()
     assert after.misses == before.misses and after.hits > before.hits
     assert len(built) == len(set(built)) == 6  # 3 stages x 2 layouts
+
+
+def test_inductor_compiles_like_eager(monkeypatch):
+    """The ``--compile`` path: inductor's code for a pruned STASwin3D
+    (stage 1's full windows, plain and shifted; query tiles with
+    whole-window keys, plain and shifted; the kept-token merges) within
+    1e-5 of eager, which packs its keys. One compile, about a minute on a
+    CPU core (docs/speed.md)."""
+    from torch._inductor import config
+    monkeypatch.setattr(config, 'compile_threads', 1)
+    torch.manual_seed(0)
+    arch = dict(TILED['arch'], depths=[2, 2, 1, 1])
+    model = STASwin3D(drop_number=24, fused_attention=True,
+                      **dict(TILED, arch=arch)).eval()
+    x = clip(b=1)
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=0)
 
 
 def test_compiles_fullgraph_like_eager():

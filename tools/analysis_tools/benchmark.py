@@ -140,7 +140,10 @@ def main(argv=None):
             f'window attention of stages 2-4 {share["attention"]:.0%}, '
             f'other {share["other"]:.0%}; Amdahl at '
             f'r={result["drop_numbers"][-1]}: ideal {part["ideal"]:.2f}x, '
-            f'ceiling {part["ceiling"]:.2f}x')
+            f'ceiling {part["ceiling"]:.2f}x (attention scores of stages '
+            f'2-4 at r={result["drop_numbers"][-1]}: '
+            + ' / '.join(f'{f:.0%}' for f in part['scores']) +
+            ' of full windows)')
     os.makedirs(args.out_dir, exist_ok=True)
     name = args.model or osp.splitext(osp.basename(config))[0]
     result['json'] = osp.join(args.out_dir, f'{name}.json')
