@@ -228,13 +228,12 @@ class KeptTiles:
     """A stage's kept tokens in query tiles, for one window layout.
 
     Built once per stage and layout (the blocks alternate two), so a block
-    only gathers: queries from :attr:`query_src`, keys and values from
-    :attr:`key_src` (index ``M``: the fill row, ``qkv(0)``, which stock's
-    padding holds), and its outputs back at :attr:`query_slot`.
-
-    Where :func:`packs_keys` allows it, each tile's keys are also packed
-    (:attr:`packs`): only its window's kept and padding positions, in
-    buckets of ``L`` keys (:class:`KeyPack`).
+    only gathers: queries from :attr:`query_src`, keys and values from the
+    rows of :attr:`packs` or, for whole windows, :attr:`key_src` (index
+    ``M``: the fill row, ``qkv(0)``, which stock's padding holds), and its
+    outputs back at :attr:`query_slot`. Where :func:`packs_keys` allows
+    it, a tile's keys are packed: only its window's kept and padding
+    positions, in buckets of ``L`` keys (:class:`KeyPack`).
 
     Args:
         pos (Tensor): (B, M) kept positions in the flat ``D*H*W`` grid.
